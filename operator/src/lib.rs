@@ -1,0 +1,1 @@
+//! kubeinfer-operator: reconciles ModelDeployments (see issue "kubeinfer-operator").

@@ -1,0 +1,166 @@
+//! Dynamic batching for one model version: a bounded queue, and `instances` threads that each take the
+//! next batch when they are free. No timer runs when the server is idle: a batch is whatever queued while
+//! the instances were busy, plus, only if `max_queue_delay` is set, what arrives while it waits to fill.
+
+pub mod policy;
+pub mod queue;
+pub mod worker;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::metrics::ModelMetrics;
+use crate::model::Runner;
+use crate::protocol::Tensor;
+use crate::stats::ModelStats;
+pub use policy::Limits;
+pub use queue::Done;
+use queue::{CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
+use worker::Worker;
+
+pub struct Batcher {
+    model: String,
+    queue: Queue,
+    capacity: usize,
+    batchable: bool,
+    in_flight: prometheus::IntGauge,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Batcher {
+    /// Starts one thread per runner. `limits.max_rows == 0` runs one request per batch.
+    pub fn start(
+        model: &str,
+        runners: Vec<Box<dyn Runner>>,
+        limits: Limits,
+        capacity: usize,
+        metrics: &ModelMetrics,
+        stats: Arc<ModelStats>,
+    ) -> Result<Batcher, std::io::Error> {
+        let queue = Queue::new(capacity, metrics.queue_depth.clone());
+        let mut threads = Vec::with_capacity(runners.len());
+        for (i, runner) in runners.into_iter().enumerate() {
+            let worker = Worker {
+                queue: queue.clone(),
+                runner,
+                limits,
+                metrics: metrics.clone(),
+                stats: stats.clone(),
+            };
+            let name: String = format!("{model}#{i}").chars().take(15).collect();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(Batcher {
+            model: model.to_string(),
+            queue,
+            capacity,
+            batchable: limits.max_rows > 0,
+            in_flight: metrics.in_flight.clone(),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Queues one request and waits for its outputs. `inputs` are in the model's order and already
+    /// checked. The request is dropped unrun if it is still queued at `timeout`, or if the caller goes
+    /// away (this future is dropped) before an instance takes it.
+    pub async fn submit(&self, inputs: Vec<Tensor>, rows: usize, timeout: Duration) -> Result<Done, Error> {
+        let enqueued = Instant::now();
+        let (reply, mut rx) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let key = if self.batchable {
+            inputs.iter().map(|t| t.shape[1..].to_vec()).collect()
+        } else {
+            Vec::new()
+        };
+        let deadline = enqueued + timeout;
+        let entry = Entry {
+            inputs,
+            rows,
+            key,
+            enqueued,
+            deadline,
+            state: state.clone(),
+            reply,
+        };
+        self.queue.push(entry).map_err(|e| match e {
+            PushError::Full => Error::QueueFull {
+                model: self.model.clone(),
+                capacity: self.capacity,
+            },
+            PushError::Closed => Error::ShuttingDown,
+        })?;
+        let _guard = InFlight::new(state.clone(), self.in_flight.clone());
+        let received = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
+            Ok(received) => received,
+            // Still queued: give up now. Already taken: the batch is running, so wait for it.
+            Err(_) if cancel(&state) => Ok(Err(Failure::Timeout {
+                waited: enqueued.elapsed(),
+            })),
+            Err(_) => rx.await,
+        };
+        match received {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(Failure::Timeout { waited })) => Err(Error::Timeout {
+                model: self.model.clone(),
+                waited,
+                timeout,
+            }),
+            Ok(Err(Failure::Inference(reason))) => Err(Error::Inference {
+                model: self.model.clone(),
+                reason,
+            }),
+            Err(_) => Err(Error::Inference {
+                model: self.model.clone(),
+                reason: "the model instance stopped".into(),
+            }),
+        }
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Stops accepting requests and waits until every queued one has been answered.
+    pub fn shutdown(&self) {
+        self.queue.close();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn cancel(state: &AtomicU8) -> bool {
+    state
+        .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// Counts the request as in flight, and withdraws it from the queue if the caller goes away first.
+struct InFlight {
+    state: Arc<AtomicU8>,
+    gauge: prometheus::IntGauge,
+}
+
+impl InFlight {
+    fn new(state: Arc<AtomicU8>, gauge: prometheus::IntGauge) -> InFlight {
+        gauge.inc();
+        InFlight { state, gauge }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        cancel(&self.state);
+        self.gauge.dec();
+    }
+}

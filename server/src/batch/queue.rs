@@ -1,0 +1,224 @@
+//! The per-model request queue shared by the async request handlers (which push) and the instance
+//! threads (which block until a batch is ready). A plain mutex and condvar: the instance threads are OS
+//! threads, never the async runtime's.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use prometheus::IntGauge;
+use tokio::sync::oneshot;
+
+use super::policy::{self, Decision, Limits, Pending};
+use crate::protocol::Tensor;
+
+/// An entry's life: queued, then either taken by an instance or cancelled (timed out, or its caller
+/// went away). Both sides race to move it out of `QUEUED`; whoever wins decides what happens.
+pub const QUEUED: u8 = 0;
+pub const TAKEN: u8 = 1;
+pub const CANCELLED: u8 = 2;
+
+/// What the instance thread sends back for one request.
+#[derive(Debug)]
+pub struct Done {
+    /// Every output of the model, in signature order, holding only this request's rows.
+    pub outputs: Vec<Tensor>,
+    pub queue_time: Duration,
+    pub compute_time: Duration,
+    /// Rows in the batch this request ran in.
+    pub batch_rows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Timeout { waited: Duration },
+    Inference(String),
+}
+
+pub type Reply = Result<Done, Failure>;
+
+pub struct Entry {
+    /// Inputs in the model's signature order.
+    pub inputs: Vec<Tensor>,
+    pub rows: usize,
+    pub key: Vec<Vec<usize>>,
+    pub enqueued: Instant,
+    pub deadline: Instant,
+    pub state: Arc<AtomicU8>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+impl Entry {
+    fn claim(&self, to: u8) -> bool {
+        self.state
+            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn abandoned(&self) -> bool {
+        self.state.load(Ordering::Acquire) != QUEUED || self.reply.is_closed()
+    }
+}
+
+impl Pending for Entry {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn key(&self) -> &[Vec<usize>] {
+        &self.key
+    }
+    fn enqueued(&self) -> Instant {
+        self.enqueued
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    Full,
+    Closed,
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+    depth: IntGauge,
+}
+
+struct State {
+    entries: VecDeque<Entry>,
+    closed: bool,
+}
+
+impl Queue {
+    pub fn new(capacity: usize, depth: IntGauge) -> Queue {
+        let state = State {
+            entries: VecDeque::with_capacity(capacity.min(4096)),
+            closed: false,
+        };
+        Queue {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                ready: Condvar::new(),
+                capacity,
+                depth,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the queue itself consistent (VecDeque ops don't unwind midway).
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, entry: Entry) -> Result<(), PushError> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(PushError::Closed);
+        }
+        if st.entries.len() >= self.shared.capacity {
+            // Entries whose callers left still count until an instance sweeps them; sweep now
+            // rather than turn a live request away.
+            st.entries.retain(|e| !e.abandoned());
+            if st.entries.len() >= self.shared.capacity {
+                return Err(PushError::Full);
+            }
+        }
+        st.entries.push_back(entry);
+        self.shared.depth.set(st.entries.len() as i64);
+        drop(st);
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+
+    /// Stops accepting requests; instances finish what is queued and then `next_batch` returns `None`.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.shared.ready.notify_all();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Blocks until a batch is ready and claims it; `None` once the queue is closed and drained.
+    pub fn next_batch(&self, limits: Limits) -> Option<Vec<Entry>> {
+        let mut st = self.lock();
+        loop {
+            let now = Instant::now();
+            sweep(&mut st.entries, now);
+            // Once closed, nothing more will arrive: short batches run at once instead of waiting.
+            let limits = if st.closed {
+                Limits {
+                    max_delay: Duration::ZERO,
+                    ..limits
+                }
+            } else {
+                limits
+            };
+            match policy::decide(&st.entries, limits, now) {
+                Decision::Idle if st.closed => return None,
+                Decision::Idle => st = self.shared.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Decision::WaitUntil(t) => {
+                    st = self
+                        .shared
+                        .ready
+                        .wait_timeout(st, t - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                Decision::Run(picked) => {
+                    let batch = self.take(&mut st, picked);
+                    if !batch.is_empty() {
+                        return Some(batch);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&self, st: &mut State, picked: Vec<usize>) -> Vec<Entry> {
+        let mut batch: Vec<Entry> = picked
+            .iter()
+            .rev()
+            .filter_map(|&i| st.entries.remove(i))
+            .collect();
+        batch.reverse();
+        batch.retain(|e| e.claim(TAKEN));
+        self.shared.depth.set(st.entries.len() as i64);
+        if !st.entries.is_empty() {
+            // Another idle instance can start on what this batch left behind.
+            self.shared.ready.notify_one();
+        }
+        batch
+    }
+}
+
+/// Drops entries whose callers have gone, and answers those whose deadline has passed.
+fn sweep(entries: &mut VecDeque<Entry>, now: Instant) {
+    if !entries.iter().any(|e| e.deadline <= now || e.abandoned()) {
+        return;
+    }
+    for e in std::mem::take(entries) {
+        if e.abandoned() {
+            continue;
+        }
+        if e.deadline > now {
+            entries.push_back(e);
+        } else if e.claim(CANCELLED) {
+            let _ = e.reply.send(Err(Failure::Timeout {
+                waited: now - e.enqueued,
+            }));
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The server's one error type, and the one place where errors become HTTP statuses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- start-up ---
+    #[error(
+        "ONNX Runtime library not found at {path}: run `make ort` to fetch it from the onnxruntime==1.31.1 \
+         wheel on PyPI, or point --ort-library (or ORT_DYLIB_PATH) at libonnxruntime.so"
+    )]
+    OrtLibraryMissing { path: PathBuf },
+    #[error("cannot load the ONNX Runtime library {path}: {reason}")]
+    OrtLibrary { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Layout { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    ModelConfig { path: PathBuf, reason: String },
+    #[error("cannot load model {path}: {reason}")]
+    ModelLoad { path: PathBuf, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+
+    // --- the caller's mistakes (4xx) ---
+    #[error("no such route: {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+    #[error("unknown model '{0}'")]
+    ModelNotFound(String),
+    #[error("model '{model}' has no version '{version}'; it has {available}")]
+    VersionNotFound {
+        model: String,
+        version: String,
+        available: String,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the {limit}-byte limit")]
+    PayloadTooLarge { limit: usize },
+
+    // --- overload and shutdown (503) ---
+    #[error("the queue of model '{model}' is full ({capacity} requests waiting); retry later")]
+    QueueFull { model: String, capacity: usize },
+    #[error("request to model '{model}' waited {waited:?} in the queue, past its timeout of {timeout:?}")]
+    Timeout {
+        model: String,
+        waited: Duration,
+        timeout: Duration,
+    },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("model '{0}' is not ready")]
+    NotReady(String),
+
+    // --- the server's own failures (5xx) ---
+    #[error("inference failed for model '{model}': {reason}")]
+    Inference { model: String, reason: String },
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::ModelNotFound(_) | Error::VersionNotFound { .. } | Error::RouteNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::QueueFull { .. } | Error::Timeout { .. } | Error::ShuttingDown | Error::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a caller should wait before retrying, for the errors that are worth retrying.
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            Error::QueueFull { .. } | Error::Timeout { .. } => Some(1),
+            Error::ShuttingDown | Error::NotReady(_) => Some(5),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self, "request failed");
+        }
+        let retry = self.retry_after();
+        let body = serde_json::json!({ "error": self.to_string() });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_mistakes_are_4xx_and_overload_is_503_with_retry_after() {
+        assert_eq!(Error::ModelNotFound("m".into()).status(), StatusCode::NOT_FOUND);
+        assert_eq!(Error::BadRequest("x".into()).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Error::PayloadTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let full = Error::QueueFull {
+            model: "m".into(),
+            capacity: 4,
+        }
+        .into_response();
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn server_failures_are_500() {
+        let e = Error::Inference {
+            model: "m".into(),
+            reason: "boom".into(),
+        };
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.to_string(), "inference failed for model 'm': boom");
+    }
+}

@@ -1,0 +1,86 @@
+//! `POST /v2/models/{m}[/versions/{v}]/infer`: decode, infer through the batcher, encode.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
+
+use super::SharedState;
+use super::models::ModelPath;
+use crate::error::Error;
+use crate::protocol::binary::HEADER_LENGTH;
+use crate::protocol::{decode_request, encode_response};
+
+pub fn router(max_body_bytes: usize) -> Router<SharedState> {
+    Router::new()
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+}
+
+async fn infer(
+    State(state): State<SharedState>,
+    Path(path): Path<ModelPath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let started = Instant::now();
+    let model = state.registry()?.get(&path.model, path.version.as_deref())?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
+            limit: state.max_body_bytes,
+        },
+        _ => Error::BadRequest(format!("cannot read the request body: {}", rejection.body_text())),
+    })?;
+    let header_length = match headers.get(HEADER_LENGTH).map(HeaderValue::to_str) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            return Err(Error::BadRequest(
+                "Inference-Header-Content-Length is not ASCII".into(),
+            ));
+        }
+    };
+    let request = decode_request(&body, header_length).map_err(|message| {
+        model.metrics.invalid.inc();
+        Error::BadRequest(message)
+    })?;
+    drop(body);
+    let id = request.id.clone().filter(|id| !id.is_empty());
+    let outcome = model.infer(request).await?;
+    let version = model.info.version.to_string();
+    let encoded = encode_response(&model.info.name, &version, id.as_deref(), &outcome.outputs);
+
+    let total = started.elapsed();
+    let m = &model.metrics;
+    m.success.inc();
+    m.duration.observe(total.as_secs_f64());
+    m.overhead.observe(
+        total
+            .saturating_sub(outcome.queue_time + outcome.compute_time)
+            .as_secs_f64(),
+    );
+
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header("x-queue-time-us", outcome.queue_time.as_micros() as u64)
+        .header("x-inference-time-us", outcome.compute_time.as_micros() as u64)
+        .header("x-batch-size", outcome.batch_rows);
+    response = match encoded.header_length {
+        Some(n) => response
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(HEADER_LENGTH, n),
+        None => response.header(header::CONTENT_TYPE, "application/json"),
+    };
+    response
+        .body(Body::from(encoded.body))
+        .map_err(|e| Error::Inference {
+            model: model.info.name.clone(),
+            reason: format!("cannot build the response: {e}"),
+        })
+}

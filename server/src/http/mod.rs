@@ -1,0 +1,79 @@
+//! The HTTP API: routes, the shared error and metrics plumbing. Each feature module exposes `router()`.
+
+mod health;
+mod infer;
+mod models;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::error::Error;
+use crate::state::AppState;
+
+pub type SharedState = Arc<AppState>;
+
+/// The whole application, ready to serve or to drive with `tower::ServiceExt::oneshot` in tests.
+pub fn app(state: SharedState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(models::router())
+        .merge(infer::router(state.max_body_bytes))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn not_found(request: Request) -> Error {
+    Error::RouteNotFound(format!("{} {}", request.method(), request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> Error {
+    Error::MethodNotAllowed(format!("{} {}", request.method(), request.uri().path()))
+}
+
+/// Counts and times every request by its route template (never the raw path, so label values stay few).
+async fn track(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = method_label(request.method());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    let m = &state.metrics;
+    m.http_duration
+        .with_label_values(&[route, method])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[route, method, response.status().as_str()])
+        .inc();
+    response
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    }
+}

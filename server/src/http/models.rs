@@ -1,0 +1,177 @@
+//! Per-model metadata, readiness, Triton's model configuration and statistics extensions.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::SharedState;
+use crate::config::Device;
+use crate::error::Error;
+use crate::model::signature::TensorSpec;
+use crate::registry::ServedModel;
+
+#[derive(Debug, Deserialize)]
+pub struct ModelPath {
+    pub model: String,
+    pub version: Option<String>,
+}
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/v2/models/stats", get(all_stats))
+        .route("/v2/models/{model}", get(metadata))
+        .route("/v2/models/{model}/versions/{version}", get(metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready))
+        .route("/v2/models/{model}/config", get(config))
+        .route("/v2/models/{model}/versions/{version}/config", get(config))
+        .route("/v2/models/{model}/stats", get(stats))
+        .route("/v2/models/{model}/versions/{version}/stats", get(stats))
+}
+
+fn lookup(state: &SharedState, path: &ModelPath) -> Result<Arc<ServedModel>, Error> {
+    state.registry()?.get(&path.model, path.version.as_deref())
+}
+
+async fn metadata(
+    State(state): State<SharedState>,
+    Path(path): Path<ModelPath>,
+) -> Result<Json<Value>, Error> {
+    let model = lookup(&state, &path)?;
+    let registry = state.registry()?;
+    let versions: Vec<String> = match &path.version {
+        Some(_) => vec![model.info.version.to_string()],
+        None => registry
+            .models()
+            .find(|(name, _)| **name == model.info.name)
+            .map(|(_, m)| m.versions.keys().map(u64::to_string).collect())
+            .unwrap_or_default(),
+    };
+    let tensors = |specs: &[TensorSpec]| -> Vec<Value> {
+        specs
+            .iter()
+            .map(|s| json!({"name": s.name, "datatype": s.datatype.as_str(), "shape": s.dims}))
+            .collect()
+    };
+    Ok(Json(json!({
+        "name": model.info.name,
+        "versions": versions,
+        "platform": "onnxruntime_onnx",
+        "inputs": tensors(&model.info.signature.inputs),
+        "outputs": tensors(&model.info.signature.outputs),
+    })))
+}
+
+async fn model_ready(
+    State(state): State<SharedState>,
+    Path(path): Path<ModelPath>,
+) -> Result<StatusCode, Error> {
+    lookup(&state, &path)?;
+    Ok(if state.shutting_down() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    })
+}
+
+/// Triton's model configuration. With batching, `dims` leave out the batch dimension, as Triton's do.
+async fn config(State(state): State<SharedState>, Path(path): Path<ModelPath>) -> Result<Json<Value>, Error> {
+    let model = lookup(&state, &path)?;
+    Ok(Json(model_config(&model)))
+}
+
+pub fn model_config(model: &ServedModel) -> Value {
+    let batching = model.max_rows > 0;
+    let dims = |s: &TensorSpec| -> Vec<i64> {
+        if batching {
+            s.dims[1..].to_vec()
+        } else {
+            s.dims.clone()
+        }
+    };
+    let inputs: Vec<Value> = model
+        .info
+        .signature
+        .inputs
+        .iter()
+        .map(|s| json!({"name": s.name, "data_type": s.datatype.config_name(), "format": "FORMAT_NONE",
+                        "dims": dims(s), "is_shape_tensor": false, "allow_ragged_batch": false, "optional": false}))
+        .collect();
+    let outputs: Vec<Value> = model
+        .info
+        .signature
+        .outputs
+        .iter()
+        .map(|s| {
+            json!({"name": s.name, "data_type": s.datatype.config_name(), "dims": dims(s),
+                        "label_filename": "", "is_shape_tensor": false})
+        })
+        .collect();
+    let settings = &model.info.settings;
+    let (kind, gpus) = match model.info.device {
+        Device::Cpu => ("KIND_CPU", vec![]),
+        Device::Cuda(id) => ("KIND_GPU", vec![id]),
+    };
+    let mut config = json!({
+        "name": model.info.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "version_policy": {"all": {}},
+        "max_batch_size": model.max_rows,
+        "input": inputs,
+        "output": outputs,
+        "instance_group": [{"name": model.info.name, "kind": kind, "count": settings.instances, "gpus": gpus}],
+        "default_model_filename": "model.onnx",
+        "parameters": {
+            "intra_op_thread_count": {"string_value": settings.intra_op_threads.to_string()},
+            "queue_capacity": {"string_value": settings.queue_capacity.to_string()},
+        },
+    });
+    if batching {
+        config["dynamic_batching"] = json!({
+            "preferred_batch_size": [model.max_rows],
+            "max_queue_delay_microseconds": settings.max_queue_delay.as_micros() as u64,
+            "preserve_ordering": false,
+            "default_queue_policy": {
+                "timeout_action": "REJECT",
+                "default_timeout_microseconds": settings.request_timeout.as_micros() as u64,
+                "allow_timeout_override": true,
+                "max_queue_size": settings.queue_capacity,
+            },
+        });
+    }
+    config
+}
+
+async fn stats(State(state): State<SharedState>, Path(path): Path<ModelPath>) -> Result<Json<Value>, Error> {
+    let registry = state.registry()?;
+    let stats: Vec<_> = match &path.version {
+        Some(_) => {
+            let m = lookup(&state, &path)?;
+            vec![m.stats.snapshot(&m.info.name, m.info.version)]
+        }
+        None => {
+            lookup(&state, &path)?;
+            registry
+                .all()
+                .filter(|m| m.info.name == path.model)
+                .map(|m| m.stats.snapshot(&m.info.name, m.info.version))
+                .collect()
+        }
+    };
+    Ok(Json(json!({ "model_stats": stats })))
+}
+
+async fn all_stats(State(state): State<SharedState>) -> Result<Json<Value>, Error> {
+    let stats: Vec<_> = state
+        .registry()?
+        .all()
+        .map(|m| m.stats.snapshot(&m.info.name, m.info.version))
+        .collect();
+    Ok(Json(json!({ "model_stats": stats })))
+}

@@ -1,0 +1,20 @@
+//! kubeinfer-server: serves ONNX models over the Open Inference Protocol with dynamic batching.
+//!
+//! Layering: `http` -> `registry` -> `batch` -> `model` -> `protocol`; `metrics`, `stats` and `error`
+//! are leaves that anyone may use.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod protocol;
+pub mod registry;
+pub mod serve;
+pub mod shutdown;
+pub mod state;
+pub mod stats;
+
+pub use error::Error;

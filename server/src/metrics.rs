@@ -1,0 +1,231 @@
+//! Prometheus metrics, kept in one non-global registry owned by the app state so tests stay isolated.
+//! Names follow design.md: prefix `kubeinfer_`, base units, latencies as histograms.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 50 µs (a tiny model's compute) to 10 s (a queue backed up behind a large one).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+const MODEL: &[&str] = &["model", "version"];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    inference_requests: IntCounterVec,
+    inference_duration: HistogramVec,
+    inference_overhead: HistogramVec,
+    queue_duration: HistogramVec,
+    compute_duration: HistogramVec,
+    batch_size: HistogramVec,
+    queue_depth: IntGaugeVec,
+    in_flight: IntGaugeVec,
+    load_duration: GaugeVec,
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"))
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
+}
+
+impl Metrics {
+    pub fn new(ort_version: &str) -> Metrics {
+        let m = Metrics {
+            registry: Registry::new(),
+            http_requests: counter(
+                "kubeinfer_http_requests_total",
+                "HTTP requests answered, by route template, method and status code.",
+                &["route", "method", "status"],
+            ),
+            http_duration: histogram(
+                "kubeinfer_http_request_duration_seconds",
+                "Time from request received to response headers sent, by route template and method.",
+                &["route", "method"],
+                LATENCY_BUCKETS,
+            ),
+            inference_requests: counter(
+                "kubeinfer_inference_requests_total",
+                "Inference requests by model, version and outcome (success, invalid, rejected, timeout, \
+                 cancelled, error).",
+                &["model", "version", "outcome"],
+            ),
+            inference_duration: histogram(
+                "kubeinfer_inference_request_duration_seconds",
+                "End-to-end server time of successful inference requests: decode, queue, compute, encode.",
+                MODEL,
+                LATENCY_BUCKETS,
+            ),
+            inference_overhead: histogram(
+                "kubeinfer_inference_overhead_seconds",
+                "Server time of successful inference requests excluding queue wait and model compute: \
+                 the API's own cost (decode, validate, batch, split, encode).",
+                MODEL,
+                LATENCY_BUCKETS,
+            ),
+            queue_duration: histogram(
+                "kubeinfer_inference_queue_duration_seconds",
+                "Time requests waited in the model's queue before their batch started.",
+                MODEL,
+                LATENCY_BUCKETS,
+            ),
+            compute_duration: histogram(
+                "kubeinfer_inference_compute_duration_seconds",
+                "Time ONNX Runtime took to run one batch (including concatenation and splitting).",
+                MODEL,
+                LATENCY_BUCKETS,
+            ),
+            batch_size: histogram(
+                "kubeinfer_inference_batch_size",
+                "Rows per executed batch.",
+                MODEL,
+                BATCH_BUCKETS,
+            ),
+            queue_depth: gauge(
+                "kubeinfer_inference_queue_depth",
+                "Requests waiting in the model's queue.",
+                MODEL,
+            ),
+            in_flight: gauge(
+                "kubeinfer_inference_requests_in_flight",
+                "Inference requests accepted and not yet answered (queued or computing); the autoscaling signal.",
+                MODEL,
+            ),
+            load_duration: GaugeVec::new(
+                Opts::new(
+                    "kubeinfer_model_load_duration_seconds",
+                    "Time to load and warm up the model at start-up.",
+                ),
+                MODEL,
+            )
+            .unwrap_or_else(|e| unreachable!("metric: {e}")),
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "kubeinfer_build_info",
+                "Always 1; labels carry the server and ONNX Runtime versions.",
+            ),
+            &["version", "onnxruntime"],
+        )
+        .unwrap_or_else(|e| unreachable!("metric: {e}"));
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), ort_version])
+            .set(1);
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.http_requests.clone()),
+            Box::new(m.http_duration.clone()),
+            Box::new(m.inference_requests.clone()),
+            Box::new(m.inference_duration.clone()),
+            Box::new(m.inference_overhead.clone()),
+            Box::new(m.queue_duration.clone()),
+            Box::new(m.compute_duration.clone()),
+            Box::new(m.batch_size.clone()),
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.in_flight.clone()),
+            Box::new(m.load_duration.clone()),
+            Box::new(build),
+        ];
+        for c in collectors {
+            m.register(c);
+        }
+        m
+    }
+
+    /// Registers a collector owned elsewhere (the prediction log's, say) in this registry.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::warn!(error = %e, "metric registered twice");
+        }
+    }
+
+    /// Resolves the per-model series once, so the request path does no label lookups.
+    pub fn for_model(&self, model: &str, version: u64) -> ModelMetrics {
+        let v = version.to_string();
+        let labels = [model, v.as_str()];
+        let outcome = |o: &str| self.inference_requests.with_label_values(&[model, &v, o]);
+        ModelMetrics {
+            success: outcome("success"),
+            invalid: outcome("invalid"),
+            rejected: outcome("rejected"),
+            timeout: outcome("timeout"),
+            cancelled: outcome("cancelled"),
+            error: outcome("error"),
+            duration: self.inference_duration.with_label_values(&labels),
+            overhead: self.inference_overhead.with_label_values(&labels),
+            queue: self.queue_duration.with_label_values(&labels),
+            compute: self.compute_duration.with_label_values(&labels),
+            batch_size: self.batch_size.with_label_values(&labels),
+            queue_depth: self.queue_depth.with_label_values(&labels),
+            in_flight: self.in_flight.with_label_values(&labels),
+            load: self.load_duration.with_label_values(&labels),
+        }
+    }
+
+    /// The text exposition format of every registered metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// One model version's series, resolved.
+#[derive(Clone)]
+pub struct ModelMetrics {
+    pub success: IntCounter,
+    pub invalid: IntCounter,
+    pub rejected: IntCounter,
+    pub timeout: IntCounter,
+    pub cancelled: IntCounter,
+    pub error: IntCounter,
+    pub duration: Histogram,
+    pub overhead: Histogram,
+    pub queue: Histogram,
+    pub compute: Histogram,
+    pub batch_size: Histogram,
+    pub queue_depth: IntGauge,
+    pub in_flight: IntGauge,
+    pub load: Gauge,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_series_appear_under_their_labels() {
+        let m = Metrics::new("1.31.1");
+        let mm = m.for_model("digits", 1);
+        mm.success.inc();
+        mm.batch_size.observe(8.0);
+        let text = m.render();
+        assert!(text.contains(
+            r#"kubeinfer_inference_requests_total{model="digits",outcome="success",version="1"} 1"#
+        ));
+        assert!(text.contains(r#"kubeinfer_inference_batch_size_sum{model="digits",version="1"} 8"#));
+        assert!(text.contains(r#"kubeinfer_build_info{onnxruntime="1.31.1",version="0.1.0"} 1"#));
+    }
+
+    #[test]
+    fn two_instances_do_not_share_series() {
+        let a = Metrics::new("x");
+        let b = Metrics::new("x");
+        a.for_model("m", 1).success.inc();
+        assert!(!b.render().contains(r#"outcome="success",version="1"} 1"#));
+    }
+}

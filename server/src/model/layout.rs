@@ -1,0 +1,158 @@
+//! Reads the model repository's layout (Triton's): `DIR/<model>/<version>/model.onnx`, plus an optional
+//! `DIR/<model>/config.toml`. Only the file system is touched here; nothing is loaded.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// One model directory: its name, every version found (ascending), and its config file if present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelDir {
+    pub name: String,
+    pub versions: Vec<(u64, PathBuf)>,
+    pub config: Option<PathBuf>,
+}
+
+/// Lists the models in `repo`. Directories whose names start with '.' are skipped; version directories
+/// are the ones named by a number, as in Triton.
+pub fn scan(repo: &Path) -> Result<Vec<ModelDir>, Error> {
+    let layout = |reason: String| Error::Layout {
+        path: repo.to_path_buf(),
+        reason,
+    };
+    let entries =
+        std::fs::read_dir(repo).map_err(|e| layout(format!("cannot read the model repository: {e}")))?;
+    let mut models = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| layout(e.to_string()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.path().is_dir() {
+            continue;
+        }
+        models.push(scan_model(&entry.path(), name)?);
+    }
+    if models.is_empty() {
+        return Err(layout(
+            "holds no models; expected <model>/<version>/model.onnx, e.g. digits/1/model.onnx".into(),
+        ));
+    }
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(models)
+}
+
+fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
+    let layout = |reason: String| Error::Layout {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if !valid_name(&name) {
+        return Err(layout(format!(
+            "model name {name:?} must be letters, digits, '_', '-' and '.' only (it becomes part of URLs)"
+        )));
+    }
+    let mut versions = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| layout(e.to_string()))? {
+        let entry = entry.map_err(|e| layout(e.to_string()))?;
+        let Some(version) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        let file = entry.path().join("model.onnx");
+        if !file.is_file() {
+            return Err(Error::Layout {
+                path: file,
+                reason: "is missing: every version directory needs one".into(),
+            });
+        }
+        versions.push((version, file));
+    }
+    if versions.is_empty() {
+        return Err(layout(format!(
+            "has no version directory; expected {}/1/model.onnx",
+            dir.display()
+        )));
+    }
+    versions.sort_by_key(|(v, _)| *v);
+    let config = Some(dir.join("config.toml")).filter(|p| p.is_file());
+    Ok(ModelDir {
+        name,
+        versions,
+        config,
+    })
+}
+
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name != "."
+        && name != ".."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"").unwrap();
+    }
+
+    #[test]
+    fn versions_are_found_sorted_numerically_with_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("m/10/model.onnx"));
+        touch(&dir.path().join("m/9/model.onnx"));
+        touch(&dir.path().join("m/config.toml"));
+        touch(&dir.path().join("m/notes/readme.txt"));
+        let models = scan(dir.path()).unwrap();
+        assert_eq!(models.len(), 1);
+        assert_eq!(
+            models[0].versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            [9, 10]
+        );
+        assert_eq!(models[0].config, Some(dir.path().join("m/config.toml")));
+    }
+
+    #[test]
+    fn a_version_directory_without_a_model_file_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("m/1")).unwrap();
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: is missing: every version directory needs one",
+                dir.path().join("m/1/model.onnx").display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_empty_repository_says_what_layout_is_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with("holds no models; expected <model>/<version>/model.onnx, e.g. digits/1/model.onnx"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_repository_is_reported() {
+        let err = scan(Path::new("/nonexistent/models")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("/nonexistent/models: cannot read the model repository"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn model_names_must_be_url_safe() {
+        assert!(valid_name("digits_v2.onnx-1"));
+        assert!(!valid_name("has space"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(""));
+    }
+}

@@ -1,0 +1,161 @@
+//! How one model is served: batching, queueing and threading knobs. Server-wide defaults come from the
+//! command line; `<model>/config.toml` overrides them per model.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::parse_duration;
+use crate::error::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSettings {
+    /// Most rows one batch may hold; 0 turns batching off (one request per run).
+    pub max_batch_size: usize,
+    /// How long a batch below `max_batch_size` may wait for more requests; zero never waits.
+    pub max_queue_delay: Duration,
+    /// Requests that may wait in the queue before new ones get 503.
+    pub queue_capacity: usize,
+    /// Sessions running in parallel, each on its own thread.
+    pub instances: usize,
+    /// ONNX Runtime intra-op threads per session (0: ONNX Runtime's default).
+    pub intra_op_threads: usize,
+    /// Longest a request may wait in the queue, when the caller sets no `timeout`.
+    pub request_timeout: Duration,
+    /// Version served when a request names none; the highest when unset.
+    pub default_version: Option<u64>,
+}
+
+/// The keys `<model>/config.toml` may set; unknown keys are an error so that typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub max_batch_size: Option<usize>,
+    pub max_queue_delay: Option<String>,
+    pub queue_capacity: Option<usize>,
+    pub instances: Option<usize>,
+    pub intra_op_threads: Option<usize>,
+    pub request_timeout: Option<String>,
+    pub default_version: Option<u64>,
+}
+
+impl Overrides {
+    pub fn read(path: &Path) -> Result<Overrides, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ModelConfig {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| Error::ModelConfig {
+            path: path.to_path_buf(),
+            reason: e.message().to_string(),
+        })
+    }
+}
+
+impl ModelSettings {
+    /// Applies `o` on top of these defaults and checks the result.
+    pub fn with(&self, o: &Overrides) -> Result<ModelSettings, String> {
+        let duration = |v: &Option<String>, default: Duration| match v {
+            Some(s) => parse_duration(s),
+            None => Ok(default),
+        };
+        let settings = ModelSettings {
+            max_batch_size: o.max_batch_size.unwrap_or(self.max_batch_size),
+            max_queue_delay: duration(&o.max_queue_delay, self.max_queue_delay)
+                .map_err(|e| format!("max_queue_delay: {e}"))?,
+            queue_capacity: o.queue_capacity.unwrap_or(self.queue_capacity),
+            instances: o.instances.unwrap_or(self.instances),
+            intra_op_threads: o.intra_op_threads.unwrap_or(self.intra_op_threads),
+            request_timeout: duration(&o.request_timeout, self.request_timeout)
+                .map_err(|e| format!("request_timeout: {e}"))?,
+            default_version: o.default_version.or(self.default_version),
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.instances == 0 || self.instances > 64 {
+            return Err(format!(
+                "instances must be between 1 and 64, got {}",
+                self.instances
+            ));
+        }
+        if self.queue_capacity == 0 {
+            return Err("queue_capacity must be at least 1".into());
+        }
+        if self.max_batch_size > 65536 {
+            return Err(format!(
+                "max_batch_size must be at most 65536, got {}",
+                self.max_batch_size
+            ));
+        }
+        if self.intra_op_threads > 1024 {
+            return Err(format!(
+                "intra_op_threads must be at most 1024, got {}",
+                self.intra_op_threads
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err("request_timeout must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> ModelSettings {
+        ModelSettings {
+            max_batch_size: 64,
+            max_queue_delay: Duration::ZERO,
+            queue_capacity: 1024,
+            instances: 1,
+            intra_op_threads: 2,
+            request_timeout: Duration::from_secs(30),
+            default_version: None,
+        }
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let o: Overrides = toml::from_str("max_batch_size = 8\nmax_queue_delay = \"2ms\"").unwrap();
+        let s = defaults().with(&o).unwrap();
+        assert_eq!(s.max_batch_size, 8);
+        assert_eq!(s.max_queue_delay, Duration::from_millis(2));
+        assert_eq!(s.queue_capacity, 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = toml::from_str::<Overrides>("max_batch = 8").unwrap_err();
+        assert!(
+            err.message().starts_with("unknown field `max_batch`"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_explained() {
+        let o = Overrides {
+            instances: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            defaults().with(&o).unwrap_err(),
+            "instances must be between 1 and 64, got 0"
+        );
+        let o = Overrides {
+            max_queue_delay: Some("soon".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            defaults().with(&o).unwrap_err(),
+            "max_queue_delay: \"soon\" is not a duration; use a number with us, ms, s or m, e.g. 5ms"
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! The served models: scans the repository, loads and warms up every version, starts its batcher, and
+//! answers "which model is this request for".
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ort::environment::Environment;
+
+use crate::batch::{Batcher, Limits};
+use crate::config::Device;
+use crate::error::Error;
+use crate::metrics::{Metrics, ModelMetrics};
+use crate::model::layout::{self, ModelDir};
+use crate::model::session::OnnxSession;
+use crate::model::settings::{ModelSettings, Overrides};
+use crate::model::signature::Signature;
+use crate::model::{Runner, warm_up_inputs};
+use crate::protocol::{InferRequest, OutputToSend};
+use crate::stats::ModelStats;
+
+/// What a model version is: where it came from, its signature and how it is served.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: u64,
+    pub path: PathBuf,
+    pub signature: Signature,
+    pub settings: ModelSettings,
+    pub device: Device,
+}
+
+/// One loaded model version with its batcher.
+pub struct ServedModel {
+    pub info: ModelInfo,
+    /// Rows per batch, or 0 when the model cannot batch (fixed or missing batch dimension) or batching is off.
+    pub max_rows: usize,
+    pub stats: Arc<ModelStats>,
+    pub metrics: ModelMetrics,
+    batcher: Batcher,
+}
+
+/// The result of one inference, ready to encode.
+#[derive(Debug)]
+pub struct InferOutcome {
+    pub outputs: Vec<OutputToSend>,
+    pub queue_time: Duration,
+    pub compute_time: Duration,
+    pub batch_rows: usize,
+    pub rows: usize,
+}
+
+impl ServedModel {
+    /// Starts the batcher over `runners` (one per instance).
+    pub fn start(
+        info: ModelInfo,
+        runners: Vec<Box<dyn Runner>>,
+        metrics: ModelMetrics,
+    ) -> Result<ServedModel, Error> {
+        let max_rows = if info.signature.batchable() {
+            info.settings.max_batch_size
+        } else {
+            0
+        };
+        let stats = Arc::new(ModelStats::default());
+        let limits = Limits {
+            max_rows,
+            max_delay: info.settings.max_queue_delay,
+        };
+        let batcher = Batcher::start(
+            &info.name,
+            runners,
+            limits,
+            info.settings.queue_capacity,
+            &metrics,
+            stats.clone(),
+        )
+        .map_err(|e| Error::ModelLoad {
+            path: info.path.clone(),
+            reason: format!("cannot start its threads: {e}"),
+        })?;
+        Ok(ServedModel {
+            info,
+            max_rows,
+            stats,
+            metrics,
+            batcher,
+        })
+    }
+
+    /// Validates `req`, queues it and waits for its outputs. Every outcome is counted.
+    pub async fn infer(&self, mut req: InferRequest) -> Result<InferOutcome, Error> {
+        let started = Instant::now();
+        let checked = match self
+            .info
+            .signature
+            .check(&self.info.name, &mut req, self.max_rows)
+        {
+            Ok(c) => c,
+            Err(message) => {
+                self.metrics.invalid.inc();
+                return Err(Error::BadRequest(message));
+            }
+        };
+        let timeout = req.timeout.unwrap_or(self.info.settings.request_timeout);
+        let result = self.batcher.submit(req.inputs, checked.rows, timeout).await;
+        let total = started.elapsed();
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => {
+                match &e {
+                    Error::QueueFull { .. } | Error::ShuttingDown => self.metrics.rejected.inc(),
+                    Error::Timeout { .. } => self.metrics.timeout.inc(),
+                    _ => self.metrics.error.inc(),
+                }
+                self.stats.record_request(false, total, Duration::ZERO);
+                return Err(e);
+            }
+        };
+        self.stats.record_request(true, total, done.queue_time);
+        self.metrics.queue.observe(done.queue_time.as_secs_f64());
+        let mut all: Vec<Option<_>> = done.outputs.into_iter().map(Some).collect();
+        let outputs = checked
+            .outputs
+            .iter()
+            .zip(
+                req.outputs
+                    .iter()
+                    .map(|o| o.binary)
+                    .chain(std::iter::repeat(None)),
+            )
+            .filter_map(|(&i, binary)| {
+                let tensor = all.get_mut(i)?.take()?;
+                Some(OutputToSend {
+                    tensor,
+                    binary: binary.unwrap_or(req.binary_output),
+                })
+            })
+            .collect();
+        Ok(InferOutcome {
+            outputs,
+            queue_time: done.queue_time,
+            compute_time: done.compute_time,
+            batch_rows: done.batch_rows,
+            rows: checked.rows,
+        })
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.batcher.queue_len()
+    }
+
+    fn shutdown(&self) {
+        self.batcher.shutdown();
+    }
+}
+
+/// Every version of one model, and the one served when a request names none.
+pub struct ModelVersions {
+    pub versions: BTreeMap<u64, Arc<ServedModel>>,
+    pub default: u64,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    models: BTreeMap<String, ModelVersions>,
+}
+
+impl Registry {
+    /// Loads every model in `repo`. Blocking: ONNX Runtime builds and warms up each session here.
+    pub fn load(
+        repo: &Path,
+        defaults: &ModelSettings,
+        env: &Environment,
+        device: Device,
+        metrics: &Metrics,
+    ) -> Result<Registry, Error> {
+        let mut registry = Registry::default();
+        for dir in layout::scan(repo)? {
+            let settings = model_settings(&dir, defaults)?;
+            for (version, path) in &dir.versions {
+                let model = load_version(&dir.name, *version, path, &settings, env, device, metrics)?;
+                registry.insert(model, settings.default_version)?;
+            }
+        }
+        Ok(registry)
+    }
+
+    /// Adds a started model; `default_version` picks the version served when a request names none.
+    pub fn insert(&mut self, model: ServedModel, default_version: Option<u64>) -> Result<(), Error> {
+        let entry = self
+            .models
+            .entry(model.info.name.clone())
+            .or_insert_with(|| ModelVersions {
+                versions: BTreeMap::new(),
+                default: 0,
+            });
+        entry.versions.insert(model.info.version, Arc::new(model));
+        entry.default = match default_version {
+            Some(v) => v,
+            None => entry.versions.keys().next_back().copied().unwrap_or(0),
+        };
+        Ok(())
+    }
+
+    /// The model a request names; `version` is the URL's version segment, if any.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<ServedModel>, Error> {
+        let model = self
+            .models
+            .get(name)
+            .ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
+        let not_found = || Error::VersionNotFound {
+            model: name.to_string(),
+            version: version.unwrap_or_default().to_string(),
+            available: model
+                .versions
+                .keys()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let v = match version {
+            None => model.default,
+            Some(s) => s.parse::<u64>().map_err(|_| not_found())?,
+        };
+        model.versions.get(&v).cloned().ok_or_else(not_found)
+    }
+
+    pub fn models(&self) -> impl Iterator<Item = (&String, &ModelVersions)> {
+        self.models.iter()
+    }
+
+    /// Every served version, model by model.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ServedModel>> {
+        self.models.values().flat_map(|m| m.versions.values())
+    }
+
+    /// Stops accepting requests and waits for every queued one to be answered.
+    pub fn shutdown(&self) {
+        for model in self.all() {
+            model.shutdown();
+        }
+    }
+}
+
+fn model_settings(dir: &ModelDir, defaults: &ModelSettings) -> Result<ModelSettings, Error> {
+    let Some(path) = &dir.config else {
+        return Ok(defaults.clone());
+    };
+    let overrides = Overrides::read(path)?;
+    let settings = defaults.with(&overrides).map_err(|reason| Error::ModelConfig {
+        path: path.clone(),
+        reason,
+    })?;
+    if let Some(v) = settings.default_version
+        && !dir.versions.iter().any(|(have, _)| *have == v)
+    {
+        return Err(Error::ModelConfig {
+            path: path.clone(),
+            reason: format!("default_version {v} is not in the repository"),
+        });
+    }
+    Ok(settings)
+}
+
+fn load_version(
+    name: &str,
+    version: u64,
+    path: &Path,
+    settings: &ModelSettings,
+    env: &Environment,
+    device: Device,
+    metrics: &Metrics,
+) -> Result<ServedModel, Error> {
+    let started = Instant::now();
+    let mut runners: Vec<Box<dyn Runner>> = Vec::with_capacity(settings.instances);
+    let mut signature = None;
+    for _ in 0..settings.instances {
+        let mut session = OnnxSession::load(env, path, settings.intra_op_threads, device)?;
+        let sig = session.signature().clone();
+        session
+            .run(warm_up_inputs(&sig))
+            .map_err(|reason| Error::ModelLoad {
+                path: path.to_path_buf(),
+                reason: format!("warm-up inference failed: {reason}"),
+            })?;
+        signature = Some(sig);
+        runners.push(Box::new(session));
+    }
+    let signature = signature.ok_or_else(|| Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason: "no instances".into(),
+    })?;
+    let model_metrics = metrics.for_model(name, version);
+    let elapsed = started.elapsed();
+    model_metrics.load.set(elapsed.as_secs_f64());
+    let info = ModelInfo {
+        name: name.to_string(),
+        version,
+        path: path.to_path_buf(),
+        signature,
+        settings: settings.clone(),
+        device,
+    };
+    let model = ServedModel::start(info, runners, model_metrics)?;
+    tracing::info!(
+        model = name,
+        version,
+        path = %path.display(),
+        instances = settings.instances,
+        max_batch_size = model.max_rows,
+        load_ms = elapsed.as_millis() as u64,
+        "model loaded"
+    );
+    Ok(model)
+}

@@ -1,0 +1,54 @@
+//! What every request handler shares: the models (once loaded), metrics, and the server's health.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+pub struct AppState {
+    registry: OnceLock<Arc<Registry>>,
+    pub metrics: Arc<Metrics>,
+    shutting_down: AtomicBool,
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(metrics: Arc<Metrics>, max_body_bytes: usize) -> AppState {
+        AppState {
+            registry: OnceLock::new(),
+            metrics,
+            shutting_down: AtomicBool::new(false),
+            max_body_bytes,
+        }
+    }
+
+    /// Publishes the loaded models; from now on the server is ready (until shutdown begins).
+    pub fn set_registry(&self, registry: Arc<Registry>) {
+        if self.registry.set(registry).is_err() {
+            tracing::warn!("models were already loaded; keeping the first set");
+        }
+    }
+
+    /// The models, or 503 while they are still loading.
+    pub fn registry(&self) -> Result<&Arc<Registry>, Error> {
+        self.registry
+            .get()
+            .ok_or_else(|| Error::NotReady("any (models are still loading)".into()))
+    }
+
+    /// Readiness: models loaded and no shutdown under way.
+    pub fn ready(&self) -> bool {
+        self.registry.get().is_some() && !self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
