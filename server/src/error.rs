@@ -33,11 +33,7 @@ pub enum Error {
     #[error("unknown model '{0}'")]
     ModelNotFound(String),
     #[error("model '{model}' has no version '{version}'; it has {available}")]
-    VersionNotFound {
-        model: String,
-        version: String,
-        available: String,
-    },
+    VersionNotFound { model: String, version: String, available: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("request body is larger than the {limit}-byte limit")]
@@ -47,11 +43,7 @@ pub enum Error {
     #[error("the queue of model '{model}' is full ({capacity} requests waiting); retry later")]
     QueueFull { model: String, capacity: usize },
     #[error("request to model '{model}' waited {waited:?} in the queue, past its timeout of {timeout:?}")]
-    Timeout {
-        model: String,
-        waited: Duration,
-        timeout: Duration,
-    },
+    Timeout { model: String, waited: Duration, timeout: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("model '{0}' is not ready")]
@@ -98,9 +90,7 @@ impl IntoResponse for Error {
         let body = serde_json::json!({ "error": self.to_string() });
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = retry {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -114,25 +104,15 @@ mod tests {
     fn caller_mistakes_are_4xx_and_overload_is_503_with_retry_after() {
         assert_eq!(Error::ModelNotFound("m".into()).status(), StatusCode::NOT_FOUND);
         assert_eq!(Error::BadRequest("x".into()).status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            Error::PayloadTooLarge { limit: 1 }.status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        let full = Error::QueueFull {
-            model: "m".into(),
-            capacity: 4,
-        }
-        .into_response();
+        assert_eq!(Error::PayloadTooLarge { limit: 1 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let full = Error::QueueFull { model: "m".into(), capacity: 4 }.into_response();
         assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(full.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]
     fn server_failures_are_500() {
-        let e = Error::Inference {
-            model: "m".into(),
-            reason: "boom".into(),
-        };
+        let e = Error::Inference { model: "m".into(), reason: "boom".into() };
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.to_string(), "inference failed for model 'm': boom");
     }

@@ -5,9 +5,7 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(log: &LogArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&log.log_level)
         .map_err(|e| anyhow::anyhow!("--log-level {:?} is not a valid filter: {e}", log.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match log.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),

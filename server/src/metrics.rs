@@ -114,16 +114,11 @@ impl Metrics {
             .unwrap_or_else(|e| unreachable!("metric: {e}")),
         };
         let build = IntGaugeVec::new(
-            Opts::new(
-                "kubeinfer_build_info",
-                "Always 1; labels carry the server and ONNX Runtime versions.",
-            ),
+            Opts::new("kubeinfer_build_info", "Always 1; labels carry the server and ONNX Runtime versions."),
             &["version", "onnxruntime"],
         )
         .unwrap_or_else(|e| unreachable!("metric: {e}"));
-        build
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), ort_version])
-            .set(1);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION"), ort_version]).set(1);
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
             Box::new(m.http_duration.clone()),

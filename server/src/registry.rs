@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 
-use crate::batch::{Batcher, Limits};
+use crate::batch::{BatchConfig, Batcher, Limits};
 use crate::config::Device;
 use crate::error::Error;
 use crate::metrics::{Metrics, ModelMetrics};
@@ -58,45 +58,23 @@ impl ServedModel {
         runners: Vec<Box<dyn Runner>>,
         metrics: ModelMetrics,
     ) -> Result<ServedModel, Error> {
-        let max_rows = if info.signature.batchable() {
-            info.settings.max_batch_size
-        } else {
-            0
-        };
+        let max_rows = if info.signature.batchable() { info.settings.max_batch_size } else { 0 };
         let stats = Arc::new(ModelStats::default());
-        let limits = Limits {
-            max_rows,
-            max_delay: info.settings.max_queue_delay,
+        let config = BatchConfig {
+            limits: Limits { max_rows, max_delay: info.settings.max_queue_delay },
+            capacity: info.settings.queue_capacity,
+            idle_spin: info.settings.idle_spin,
         };
-        let batcher = Batcher::start(
-            &info.name,
-            runners,
-            limits,
-            info.settings.queue_capacity,
-            &metrics,
-            stats.clone(),
-        )
-        .map_err(|e| Error::ModelLoad {
-            path: info.path.clone(),
-            reason: format!("cannot start its threads: {e}"),
+        let batcher = Batcher::start(&info.name, runners, config, &metrics, stats.clone()).map_err(|e| {
+            Error::ModelLoad { path: info.path.clone(), reason: format!("cannot start its threads: {e}") }
         })?;
-        Ok(ServedModel {
-            info,
-            max_rows,
-            stats,
-            metrics,
-            batcher,
-        })
+        Ok(ServedModel { info, max_rows, stats, metrics, batcher })
     }
 
     /// Validates `req`, queues it and waits for its outputs. Every outcome is counted.
     pub async fn infer(&self, mut req: InferRequest) -> Result<InferOutcome, Error> {
         let started = Instant::now();
-        let checked = match self
-            .info
-            .signature
-            .check(&self.info.name, &mut req, self.max_rows)
-        {
+        let checked = match self.info.signature.check(&self.info.name, &mut req, self.max_rows) {
             Ok(c) => c,
             Err(message) => {
                 self.metrics.invalid.inc();
@@ -124,18 +102,10 @@ impl ServedModel {
         let outputs = checked
             .outputs
             .iter()
-            .zip(
-                req.outputs
-                    .iter()
-                    .map(|o| o.binary)
-                    .chain(std::iter::repeat(None)),
-            )
+            .zip(req.outputs.iter().map(|o| o.binary).chain(std::iter::repeat(None)))
             .filter_map(|(&i, binary)| {
                 let tensor = all.get_mut(i)?.take()?;
-                Some(OutputToSend {
-                    tensor,
-                    binary: binary.unwrap_or(req.binary_output),
-                })
+                Some(OutputToSend { tensor, binary: binary.unwrap_or(req.binary_output) })
             })
             .collect();
         Ok(InferOutcome {
@@ -192,10 +162,7 @@ impl Registry {
         let entry = self
             .models
             .entry(model.info.name.clone())
-            .or_insert_with(|| ModelVersions {
-                versions: BTreeMap::new(),
-                default: 0,
-            });
+            .or_insert_with(|| ModelVersions { versions: BTreeMap::new(), default: 0 });
         entry.versions.insert(model.info.version, Arc::new(model));
         entry.default = match default_version {
             Some(v) => v,
@@ -206,19 +173,11 @@ impl Registry {
 
     /// The model a request names; `version` is the URL's version segment, if any.
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<ServedModel>, Error> {
-        let model = self
-            .models
-            .get(name)
-            .ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
+        let model = self.models.get(name).ok_or_else(|| Error::ModelNotFound(name.to_string()))?;
         let not_found = || Error::VersionNotFound {
             model: name.to_string(),
             version: version.unwrap_or_default().to_string(),
-            available: model
-                .versions
-                .keys()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: model.versions.keys().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
         };
         let v = match version {
             None => model.default,
@@ -249,10 +208,8 @@ fn model_settings(dir: &ModelDir, defaults: &ModelSettings) -> Result<ModelSetti
         return Ok(defaults.clone());
     };
     let overrides = Overrides::read(path)?;
-    let settings = defaults.with(&overrides).map_err(|reason| Error::ModelConfig {
-        path: path.clone(),
-        reason,
-    })?;
+    let settings =
+        defaults.with(&overrides).map_err(|reason| Error::ModelConfig { path: path.clone(), reason })?;
     if let Some(v) = settings.default_version
         && !dir.versions.iter().any(|(have, _)| *have == v)
     {
@@ -279,19 +236,15 @@ fn load_version(
     for _ in 0..settings.instances {
         let mut session = OnnxSession::load(env, path, settings.intra_op_threads, device)?;
         let sig = session.signature().clone();
-        session
-            .run(warm_up_inputs(&sig))
-            .map_err(|reason| Error::ModelLoad {
-                path: path.to_path_buf(),
-                reason: format!("warm-up inference failed: {reason}"),
-            })?;
+        session.run(warm_up_inputs(&sig)).map_err(|reason| Error::ModelLoad {
+            path: path.to_path_buf(),
+            reason: format!("warm-up inference failed: {}", reason.message),
+        })?;
         signature = Some(sig);
         runners.push(Box::new(session));
     }
-    let signature = signature.ok_or_else(|| Error::ModelLoad {
-        path: path.to_path_buf(),
-        reason: "no instances".into(),
-    })?;
+    let signature = signature
+        .ok_or_else(|| Error::ModelLoad { path: path.to_path_buf(), reason: "no instances".into() })?;
     let model_metrics = metrics.for_model(name, version);
     let elapsed = started.elapsed();
     model_metrics.load.set(elapsed.as_secs_f64());

@@ -21,18 +21,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let env = runtime::environment(&library)?;
     tracing::info!(library = %library.display(), "ONNX Runtime loaded");
     let defaults = args.batching.settings();
-    defaults.validate().map_err(|reason| Error::ModelConfig {
-        path: "command line".into(),
-        reason,
-    })?;
+    defaults.validate().map_err(|reason| Error::ModelConfig { path: "command line".into(), reason })?;
 
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
     let state = Arc::new(AppState::new(metrics.clone(), args.max_body_bytes));
     let addr = SocketAddr::new(args.http_host, args.http_port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, "listening");
     let listener = listener.tap_io(|tcp| {
         // Responses are written whole; Nagle would only add latency.
@@ -68,21 +64,13 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
 
     let served = server.await;
     // Every accepted request has been answered; stop the instance threads.
-    tokio::task::spawn_blocking(move || registry.shutdown())
-        .await
-        .ok();
+    tokio::task::spawn_blocking(move || registry.shutdown()).await.ok();
     match served {
         Ok(Ok(())) => {
             tracing::info!("stopped");
             Ok(())
         }
-        Ok(Err(e)) => Err(Error::Bind {
-            addr: addr.to_string(),
-            source: e,
-        }),
-        Err(e) => Err(Error::Bind {
-            addr: addr.to_string(),
-            source: std::io::Error::other(e.to_string()),
-        }),
+        Ok(Err(e)) => Err(Error::Bind { addr: addr.to_string(), source: e }),
+        Err(e) => Err(Error::Bind { addr: addr.to_string(), source: std::io::Error::other(e.to_string()) }),
     }
 }

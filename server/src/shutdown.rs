@@ -32,10 +32,7 @@ pub async fn signal() {
 pub async fn drain(state: Arc<AppState>, delay: Duration) {
     signal().await;
     state.begin_shutdown();
-    tracing::info!(
-        delay_ms = delay.as_millis() as u64,
-        "shutdown requested: readiness is now 503"
-    );
+    tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown requested: readiness is now 503");
     tokio::time::sleep(delay).await;
     tracing::info!("no longer accepting connections; finishing accepted requests");
 }

@@ -17,12 +17,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(metrics: Arc<Metrics>, max_body_bytes: usize) -> AppState {
-        AppState {
-            registry: OnceLock::new(),
-            metrics,
-            shutting_down: AtomicBool::new(false),
-            max_body_bytes,
-        }
+        AppState { registry: OnceLock::new(), metrics, shutting_down: AtomicBool::new(false), max_body_bytes }
     }
 
     /// Publishes the loaded models; from now on the server is ready (until shutdown begins).
@@ -34,9 +29,7 @@ impl AppState {
 
     /// The models, or 503 while they are still loading.
     pub fn registry(&self) -> Result<&Arc<Registry>, Error> {
-        self.registry
-            .get()
-            .ok_or_else(|| Error::NotReady("any (models are still loading)".into()))
+        self.registry.get().ok_or_else(|| Error::NotReady("any (models are still loading)".into()))
     }
 
     /// Readiness: models loaded and no shutdown under way.

@@ -93,10 +93,10 @@ impl ModelStats {
         s.inference.compute_input.add(requests, t.input);
         s.inference.compute_infer.add(requests, t.infer);
         s.inference.compute_output.add(requests, t.output);
-        let b = s.batches.entry(t.rows as u64).or_insert_with(|| BatchStats {
-            batch_size: t.rows as u64,
-            ..Default::default()
-        });
+        let b = s
+            .batches
+            .entry(t.rows as u64)
+            .or_insert_with(|| BatchStats { batch_size: t.rows as u64, ..Default::default() });
         b.compute_input.add(1, t.input);
         b.compute_infer.add(1, t.infer);
         b.compute_output.add(1, t.output);
@@ -108,10 +108,8 @@ impl ModelStats {
         if ok {
             s.inference.success.add(1, total);
             s.inference.queue.add(1, queue);
-            s.last_inference = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+            s.last_inference =
+                SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         } else {
             s.inference.fail.add(1, total);
         }
@@ -139,47 +137,20 @@ mod tests {
     fn a_batch_counts_once_per_execution_and_once_per_request_in_the_totals() {
         let stats = ModelStats::default();
         let ms = Duration::from_millis(1);
-        stats.record_batch(BatchTimes {
-            rows: 4,
-            requests: 3,
-            input: ms,
-            infer: 2 * ms,
-            output: ms,
-        });
+        stats.record_batch(BatchTimes { rows: 4, requests: 3, input: ms, infer: 2 * ms, output: ms });
         stats.record_request(true, 5 * ms, ms);
         let s = stats.snapshot("m", 1);
         assert_eq!(s.execution_count, 1);
         assert_eq!(s.inference_count, 4);
-        assert_eq!(
-            s.inference_stats.compute_infer,
-            StatDuration {
-                count: 3,
-                ns: 6_000_000
-            }
-        );
-        assert_eq!(
-            s.inference_stats.success,
-            StatDuration {
-                count: 1,
-                ns: 5_000_000
-            }
-        );
+        assert_eq!(s.inference_stats.compute_infer, StatDuration { count: 3, ns: 6_000_000 });
+        assert_eq!(s.inference_stats.success, StatDuration { count: 1, ns: 5_000_000 });
         assert_eq!(
             s.batch_stats,
             vec![BatchStats {
                 batch_size: 4,
-                compute_input: StatDuration {
-                    count: 1,
-                    ns: 1_000_000
-                },
-                compute_infer: StatDuration {
-                    count: 1,
-                    ns: 2_000_000
-                },
-                compute_output: StatDuration {
-                    count: 1,
-                    ns: 1_000_000
-                },
+                compute_input: StatDuration { count: 1, ns: 1_000_000 },
+                compute_infer: StatDuration { count: 1, ns: 2_000_000 },
+                compute_output: StatDuration { count: 1, ns: 1_000_000 },
             }]
         );
     }

@@ -6,6 +6,9 @@ pub mod policy;
 pub mod queue;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,6 +26,16 @@ pub use queue::Done;
 use queue::{CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
 use worker::Worker;
 
+/// How one model's requests are queued and batched.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub limits: Limits,
+    /// Requests that may wait; more get 503.
+    pub capacity: usize,
+    /// How long an idle instance watches the queue before sleeping (see `queue::Shared::idle_spin`).
+    pub idle_spin: Duration,
+}
+
 pub struct Batcher {
     model: String,
     queue: Queue,
@@ -37,12 +50,12 @@ impl Batcher {
     pub fn start(
         model: &str,
         runners: Vec<Box<dyn Runner>>,
-        limits: Limits,
-        capacity: usize,
+        config: BatchConfig,
         metrics: &ModelMetrics,
         stats: Arc<ModelStats>,
     ) -> Result<Batcher, std::io::Error> {
-        let queue = Queue::new(capacity, metrics.queue_depth.clone());
+        let BatchConfig { limits, capacity, idle_spin } = config;
+        let queue = Queue::new(capacity, idle_spin, metrics.queue_depth.clone());
         let mut threads = Vec::with_capacity(runners.len());
         for (i, runner) in runners.into_iter().enumerate() {
             let worker = Worker {
@@ -53,11 +66,7 @@ impl Batcher {
                 stats: stats.clone(),
             };
             let name: String = format!("{model}#{i}").chars().take(15).collect();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || worker.run())?,
-            );
+            threads.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
         }
         Ok(Batcher {
             model: model.to_string(),
@@ -76,48 +85,32 @@ impl Batcher {
         let enqueued = Instant::now();
         let (reply, mut rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
-        let key = if self.batchable {
-            inputs.iter().map(|t| t.shape[1..].to_vec()).collect()
-        } else {
-            Vec::new()
-        };
+        let key =
+            if self.batchable { inputs.iter().map(|t| t.shape[1..].to_vec()).collect() } else { Vec::new() };
         let deadline = enqueued + timeout;
-        let entry = Entry {
-            inputs,
-            rows,
-            key,
-            enqueued,
-            deadline,
-            state: state.clone(),
-            reply,
-        };
+        let entry = Entry { inputs, rows, key, enqueued, deadline, state: state.clone(), reply };
         self.queue.push(entry).map_err(|e| match e {
-            PushError::Full => Error::QueueFull {
-                model: self.model.clone(),
-                capacity: self.capacity,
-            },
+            PushError::Full => Error::QueueFull { model: self.model.clone(), capacity: self.capacity },
             PushError::Closed => Error::ShuttingDown,
         })?;
         let _guard = InFlight::new(state.clone(), self.in_flight.clone());
         let received = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(received) => received,
             // Still queued: give up now. Already taken: the batch is running, so wait for it.
-            Err(_) if cancel(&state) => Ok(Err(Failure::Timeout {
-                waited: enqueued.elapsed(),
-            })),
+            Err(_) if cancel(&state) => Ok(Err(Failure::Timeout { waited: enqueued.elapsed() })),
             Err(_) => rx.await,
         };
         match received {
             Ok(Ok(done)) => Ok(done),
-            Ok(Err(Failure::Timeout { waited })) => Err(Error::Timeout {
-                model: self.model.clone(),
-                waited,
-                timeout,
-            }),
-            Ok(Err(Failure::Inference(reason))) => Err(Error::Inference {
-                model: self.model.clone(),
-                reason,
-            }),
+            Ok(Err(Failure::Timeout { waited })) => {
+                Err(Error::Timeout { model: self.model.clone(), waited, timeout })
+            }
+            Ok(Err(Failure::Inference { reason, invalid_input: true })) => {
+                Err(Error::BadRequest(format!("model '{}' rejected the request: {reason}", self.model)))
+            }
+            Ok(Err(Failure::Inference { reason, .. })) => {
+                Err(Error::Inference { model: self.model.clone(), reason })
+            }
             Err(_) => Err(Error::Inference {
                 model: self.model.clone(),
                 reason: "the model instance stopped".into(),
@@ -140,9 +133,7 @@ impl Batcher {
 }
 
 fn cancel(state: &AtomicU8) -> bool {
-    state
-        .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
+    state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
 }
 
 /// Counts the request as in flight, and withdraws it from the queue if the caller goes away first.

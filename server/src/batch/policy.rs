@@ -86,24 +86,14 @@ mod tests {
     }
 
     fn req(rows: usize, width: usize, at: Instant) -> Req {
-        Req {
-            rows,
-            key: vec![vec![width]],
-            at,
-        }
+        Req { rows, key: vec![vec![width]], at }
     }
 
-    const NO_WAIT: Limits = Limits {
-        max_rows: 8,
-        max_delay: Duration::ZERO,
-    };
+    const NO_WAIT: Limits = Limits { max_rows: 8, max_delay: Duration::ZERO };
 
     #[test]
     fn an_empty_queue_is_idle() {
-        assert_eq!(
-            decide(&Vec::<Req>::new(), NO_WAIT, Instant::now()),
-            Decision::Idle
-        );
+        assert_eq!(decide(&Vec::<Req>::new(), NO_WAIT, Instant::now()), Decision::Idle);
     }
 
     #[test]
@@ -138,14 +128,7 @@ mod tests {
         let now = Instant::now();
         let q = [req(1, 4, now), req(1, 4, now)];
         assert_eq!(
-            decide(
-                &q,
-                Limits {
-                    max_rows: 0,
-                    max_delay: Duration::from_millis(5)
-                },
-                now
-            ),
+            decide(&q, Limits { max_rows: 0, max_delay: Duration::from_millis(5) }, now),
             Decision::Run(vec![0])
         );
     }
@@ -153,28 +136,19 @@ mod tests {
     #[test]
     fn with_a_delay_a_short_batch_waits_until_the_oldest_request_has_waited_that_long() {
         let t0 = Instant::now();
-        let limits = Limits {
-            max_rows: 8,
-            max_delay: Duration::from_millis(5),
-        };
+        let limits = Limits { max_rows: 8, max_delay: Duration::from_millis(5) };
         let q = [req(1, 4, t0)];
         assert_eq!(
             decide(&q, limits, t0 + Duration::from_millis(1)),
             Decision::WaitUntil(t0 + Duration::from_millis(5))
         );
-        assert_eq!(
-            decide(&q, limits, t0 + Duration::from_millis(5)),
-            Decision::Run(vec![0])
-        );
+        assert_eq!(decide(&q, limits, t0 + Duration::from_millis(5)), Decision::Run(vec![0]));
     }
 
     #[test]
     fn with_a_delay_a_full_batch_still_runs_at_once() {
         let t0 = Instant::now();
-        let limits = Limits {
-            max_rows: 2,
-            max_delay: Duration::from_secs(1),
-        };
+        let limits = Limits { max_rows: 2, max_delay: Duration::from_secs(1) };
         let q = [req(1, 4, t0), req(1, 4, t0)];
         assert_eq!(decide(&q, limits, t0), Decision::Run(vec![0, 1]));
     }

@@ -3,7 +3,7 @@
 //! threads, never the async runtime's.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,14 @@ pub struct Done {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    Timeout { waited: Duration },
-    Inference(String),
+    Timeout {
+        waited: Duration,
+    },
+    /// The batch failed; `invalid_input` when the model blamed the inputs of a batch holding only this request.
+    Inference {
+        reason: String,
+        invalid_input: bool,
+    },
 }
 
 pub type Reply = Result<Done, Failure>;
@@ -51,9 +57,7 @@ pub struct Entry {
 
 impl Entry {
     fn claim(&self, to: u8) -> bool {
-        self.state
-            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.state.compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     fn abandoned(&self) -> bool {
@@ -89,6 +93,11 @@ struct Shared {
     ready: Condvar,
     capacity: usize,
     depth: IntGauge,
+    /// Bumped on every push, so an idle instance can watch for work without taking the lock.
+    pushes: AtomicU64,
+    /// How long an instance that ran out of work watches for more before it sleeps. Waking a sleeping
+    /// thread costs tens of microseconds on a VM; at low concurrency that is most of the serving overhead.
+    idle_spin: Duration,
 }
 
 struct State {
@@ -97,17 +106,16 @@ struct State {
 }
 
 impl Queue {
-    pub fn new(capacity: usize, depth: IntGauge) -> Queue {
-        let state = State {
-            entries: VecDeque::with_capacity(capacity.min(4096)),
-            closed: false,
-        };
+    pub fn new(capacity: usize, idle_spin: Duration, depth: IntGauge) -> Queue {
+        let state = State { entries: VecDeque::with_capacity(capacity.min(4096)), closed: false };
         Queue {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 ready: Condvar::new(),
                 capacity,
                 depth,
+                pushes: AtomicU64::new(0),
+                idle_spin,
             }),
         }
     }
@@ -132,6 +140,7 @@ impl Queue {
         }
         st.entries.push_back(entry);
         self.shared.depth.set(st.entries.len() as i64);
+        self.shared.pushes.fetch_add(1, Ordering::Release);
         drop(st);
         self.shared.ready.notify_one();
         Ok(())
@@ -158,24 +167,12 @@ impl Queue {
             let now = Instant::now();
             sweep(&mut st.entries, now);
             // Once closed, nothing more will arrive: short batches run at once instead of waiting.
-            let limits = if st.closed {
-                Limits {
-                    max_delay: Duration::ZERO,
-                    ..limits
-                }
-            } else {
-                limits
-            };
+            let limits = if st.closed { Limits { max_delay: Duration::ZERO, ..limits } } else { limits };
             match policy::decide(&st.entries, limits, now) {
                 Decision::Idle if st.closed => return None,
-                Decision::Idle => st = self.shared.ready.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Decision::Idle => st = self.idle(st),
                 Decision::WaitUntil(t) => {
-                    st = self
-                        .shared
-                        .ready
-                        .wait_timeout(st, t - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    st = self.shared.ready.wait_timeout(st, t - now).unwrap_or_else(|p| p.into_inner()).0;
                 }
                 Decision::Run(picked) => {
                     let batch = self.take(&mut st, picked);
@@ -187,12 +184,24 @@ impl Queue {
         }
     }
 
+    /// Watches for a push for a short while, then sleeps until one comes. Pushes happen under the lock,
+    /// and the sleep re-checks under it, so no wake-up is lost.
+    fn idle<'a>(&'a self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let seen = self.shared.pushes.load(Ordering::Acquire);
+        drop(st);
+        let until = Instant::now() + self.shared.idle_spin;
+        while self.shared.pushes.load(Ordering::Acquire) == seen && Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let st = self.lock();
+        if self.shared.pushes.load(Ordering::Acquire) != seen || st.closed {
+            return st;
+        }
+        self.shared.ready.wait(st).unwrap_or_else(|p| p.into_inner())
+    }
+
     fn take(&self, st: &mut State, picked: Vec<usize>) -> Vec<Entry> {
-        let mut batch: Vec<Entry> = picked
-            .iter()
-            .rev()
-            .filter_map(|&i| st.entries.remove(i))
-            .collect();
+        let mut batch: Vec<Entry> = picked.iter().rev().filter_map(|&i| st.entries.remove(i)).collect();
         batch.reverse();
         batch.retain(|e| e.claim(TAKEN));
         self.shared.depth.set(st.entries.len() as i64);
@@ -216,9 +225,7 @@ fn sweep(entries: &mut VecDeque<Entry>, now: Instant) {
         if e.deadline > now {
             entries.push_back(e);
         } else if e.claim(CANCELLED) {
-            let _ = e.reply.send(Err(Failure::Timeout {
-                waited: now - e.enqueued,
-            }));
+            let _ = e.reply.send(Err(Failure::Timeout { waited: now - e.enqueued }));
         }
     }
 }

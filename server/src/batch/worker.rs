@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::policy::Limits;
 use super::queue::{Done, Entry, Failure, Queue};
 use crate::metrics::ModelMetrics;
-use crate::model::Runner;
+use crate::model::{RunError, Runner};
 use crate::protocol::Tensor;
 use crate::protocol::tensor::{concat_rows, split_rows};
 use crate::stats::{BatchTimes, ModelStats};
@@ -42,9 +42,9 @@ impl Worker {
         let inputs = stack(inputs_per_request);
         let infer_start = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| self.runner.run(inputs)))
-            .unwrap_or_else(|_| Err("the model runner panicked".to_string()));
+            .unwrap_or_else(|_| Err(RunError::from("the model runner panicked".to_string())));
         let infer_end = Instant::now();
-        let result = result.and_then(|outputs| unstack(outputs, &rows, total_rows));
+        let result = result.and_then(|outputs| unstack(outputs, &rows, total_rows).map_err(RunError::from));
         let done = Instant::now();
         let times = BatchTimes {
             rows: total_rows,
@@ -68,10 +68,13 @@ impl Worker {
                     }));
                 }
             }
-            Err(reason) => {
-                tracing::error!(%reason, rows = total_rows, "batch failed");
+            Err(e) => {
+                let invalid_input = e.invalid_input && waiting.len() == 1;
+                if !invalid_input {
+                    tracing::error!(reason = %e.message, rows = total_rows, "batch failed");
+                }
                 for (reply, _) in waiting {
-                    let _ = reply.send(Err(Failure::Inference(reason.clone())));
+                    let _ = reply.send(Err(Failure::Inference { reason: e.message.clone(), invalid_input }));
                 }
             }
         }
@@ -119,20 +122,13 @@ mod tests {
     use crate::protocol::TensorData;
 
     fn fp32(shape: &[usize], data: &[f32]) -> Tensor {
-        Tensor {
-            name: "y".into(),
-            shape: shape.to_vec(),
-            data: TensorData::Fp32(data.to_vec()),
-        }
+        Tensor { name: "y".into(), shape: shape.to_vec(), data: TensorData::Fp32(data.to_vec()) }
     }
 
     #[test]
     fn outputs_are_split_by_each_requests_rows() {
         let out = unstack(vec![fp32(&[3, 1], &[1.0, 2.0, 3.0])], &[2, 1], 3).unwrap();
-        assert_eq!(
-            out,
-            vec![vec![fp32(&[2, 1], &[1.0, 2.0])], vec![fp32(&[1, 1], &[3.0])]]
-        );
+        assert_eq!(out, vec![vec![fp32(&[2, 1], &[1.0, 2.0])], vec![fp32(&[1, 1], &[3.0])]]);
     }
 
     #[test]

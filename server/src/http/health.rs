@@ -9,13 +9,8 @@ use serde_json::{Value, json};
 use super::SharedState;
 
 /// Protocol extensions this server implements; `perf_analyzer` reads statistics only when listed.
-pub const EXTENSIONS: &[&str] = &[
-    "binary_tensor_data",
-    "model_configuration",
-    "statistics",
-    "schedule_policy",
-    "parameters",
-];
+pub const EXTENSIONS: &[&str] =
+    &["binary_tensor_data", "model_configuration", "statistics", "schedule_policy", "parameters"];
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -31,11 +26,7 @@ async fn live() -> StatusCode {
 
 /// Ready once every model is loaded and warmed up; 503 again as soon as shutdown begins.
 async fn ready(State(state): State<SharedState>) -> StatusCode {
-    if state.ready() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
+    if state.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
 }
 
 async fn server_metadata() -> Json<Value> {

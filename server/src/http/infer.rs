@@ -32,18 +32,14 @@ async fn infer(
     let started = Instant::now();
     let model = state.registry()?.get(&path.model, path.version.as_deref())?;
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
-            limit: state.max_body_bytes,
-        },
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: state.max_body_bytes },
         _ => Error::BadRequest(format!("cannot read the request body: {}", rejection.body_text())),
     })?;
     let header_length = match headers.get(HEADER_LENGTH).map(HeaderValue::to_str) {
         None => None,
         Some(Ok(v)) => Some(v),
         Some(Err(_)) => {
-            return Err(Error::BadRequest(
-                "Inference-Header-Content-Length is not ASCII".into(),
-            ));
+            return Err(Error::BadRequest("Inference-Header-Content-Length is not ASCII".into()));
         }
     };
     let request = decode_request(&body, header_length).map_err(|message| {
@@ -60,11 +56,7 @@ async fn infer(
     let m = &model.metrics;
     m.success.inc();
     m.duration.observe(total.as_secs_f64());
-    m.overhead.observe(
-        total
-            .saturating_sub(outcome.queue_time + outcome.compute_time)
-            .as_secs_f64(),
-    );
+    m.overhead.observe(total.saturating_sub(outcome.queue_time + outcome.compute_time).as_secs_f64());
 
     let mut response = Response::builder()
         .status(StatusCode::OK)
@@ -72,15 +64,11 @@ async fn infer(
         .header("x-inference-time-us", outcome.compute_time.as_micros() as u64)
         .header("x-batch-size", outcome.batch_rows);
     response = match encoded.header_length {
-        Some(n) => response
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(HEADER_LENGTH, n),
+        Some(n) => response.header(header::CONTENT_TYPE, "application/octet-stream").header(HEADER_LENGTH, n),
         None => response.header(header::CONTENT_TYPE, "application/json"),
     };
-    response
-        .body(Body::from(encoded.body))
-        .map_err(|e| Error::Inference {
-            model: model.info.name.clone(),
-            reason: format!("cannot build the response: {e}"),
-        })
+    response.body(Body::from(encoded.body)).map_err(|e| Error::Inference {
+        model: model.info.name.clone(),
+        reason: format!("cannot build the response: {e}"),
+    })
 }

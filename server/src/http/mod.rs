@@ -33,10 +33,7 @@ pub fn app(state: SharedState) -> Router {
 }
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 async fn not_found(request: Request) -> Error {
@@ -49,21 +46,14 @@ async fn method_not_allowed(request: Request) -> Error {
 
 /// Counts and times every request by its route template (never the raw path, so label values stay few).
 async fn track(State(state): State<SharedState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let route = route.as_deref().unwrap_or("unmatched");
     let m = &state.metrics;
-    m.http_duration
-        .with_label_values(&[route, method])
-        .observe(started.elapsed().as_secs_f64());
-    m.http_requests
-        .with_label_values(&[route, method, response.status().as_str()])
-        .inc();
+    m.http_duration.with_label_values(&[route, method]).observe(started.elapsed().as_secs_f64());
+    m.http_requests.with_label_values(&[route, method, response.status().as_str()]).inc();
     response
 }
 

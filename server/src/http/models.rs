@@ -72,11 +72,7 @@ async fn model_ready(
     Path(path): Path<ModelPath>,
 ) -> Result<StatusCode, Error> {
     lookup(&state, &path)?;
-    Ok(if state.shutting_down() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    })
+    Ok(if state.shutting_down() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
 }
 
 /// Triton's model configuration. With batching, `dims` leave out the batch dimension, as Triton's do.
@@ -87,13 +83,7 @@ async fn config(State(state): State<SharedState>, Path(path): Path<ModelPath>) -
 
 pub fn model_config(model: &ServedModel) -> Value {
     let batching = model.max_rows > 0;
-    let dims = |s: &TensorSpec| -> Vec<i64> {
-        if batching {
-            s.dims[1..].to_vec()
-        } else {
-            s.dims.clone()
-        }
-    };
+    let dims = |s: &TensorSpec| -> Vec<i64> { if batching { s.dims[1..].to_vec() } else { s.dims.clone() } };
     let inputs: Vec<Value> = model
         .info
         .signature
@@ -168,10 +158,7 @@ async fn stats(State(state): State<SharedState>, Path(path): Path<ModelPath>) ->
 }
 
 async fn all_stats(State(state): State<SharedState>) -> Result<Json<Value>, Error> {
-    let stats: Vec<_> = state
-        .registry()?
-        .all()
-        .map(|m| m.stats.snapshot(&m.info.name, m.info.version))
-        .collect();
+    let stats: Vec<_> =
+        state.registry()?.all().map(|m| m.stats.snapshot(&m.info.name, m.info.version)).collect();
     Ok(Json(json!({ "model_stats": stats })))
 }

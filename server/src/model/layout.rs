@@ -16,10 +16,7 @@ pub struct ModelDir {
 /// Lists the models in `repo`. Directories whose names start with '.' are skipped; version directories
 /// are the ones named by a number, as in Triton.
 pub fn scan(repo: &Path) -> Result<Vec<ModelDir>, Error> {
-    let layout = |reason: String| Error::Layout {
-        path: repo.to_path_buf(),
-        reason,
-    };
+    let layout = |reason: String| Error::Layout { path: repo.to_path_buf(), reason };
     let entries =
         std::fs::read_dir(repo).map_err(|e| layout(format!("cannot read the model repository: {e}")))?;
     let mut models = Vec::new();
@@ -41,10 +38,7 @@ pub fn scan(repo: &Path) -> Result<Vec<ModelDir>, Error> {
 }
 
 fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
-    let layout = |reason: String| Error::Layout {
-        path: dir.to_path_buf(),
-        reason,
-    };
+    let layout = |reason: String| Error::Layout { path: dir.to_path_buf(), reason };
     if !valid_name(&name) {
         return Err(layout(format!(
             "model name {name:?} must be letters, digits, '_', '-' and '.' only (it becomes part of URLs)"
@@ -66,26 +60,17 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
         versions.push((version, file));
     }
     if versions.is_empty() {
-        return Err(layout(format!(
-            "has no version directory; expected {}/1/model.onnx",
-            dir.display()
-        )));
+        return Err(layout(format!("has no version directory; expected {}/1/model.onnx", dir.display())));
     }
     versions.sort_by_key(|(v, _)| *v);
     let config = Some(dir.join("config.toml")).filter(|p| p.is_file());
-    Ok(ModelDir {
-        name,
-        versions,
-        config,
-    })
+    Ok(ModelDir { name, versions, config })
 }
 
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         && name != "."
         && name != ".."
 }
@@ -108,10 +93,7 @@ mod tests {
         touch(&dir.path().join("m/notes/readme.txt"));
         let models = scan(dir.path()).unwrap();
         assert_eq!(models.len(), 1);
-        assert_eq!(
-            models[0].versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-            [9, 10]
-        );
+        assert_eq!(models[0].versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [9, 10]);
         assert_eq!(models[0].config, Some(dir.path().join("m/config.toml")));
     }
 
@@ -142,10 +124,7 @@ mod tests {
     #[test]
     fn a_missing_repository_is_reported() {
         let err = scan(Path::new("/nonexistent/models")).unwrap_err().to_string();
-        assert!(
-            err.starts_with("/nonexistent/models: cannot read the model repository"),
-            "{err}"
-        );
+        assert!(err.starts_with("/nonexistent/models: cannot read the model repository"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,21 @@ use signature::Signature;
 /// Runs one batch: inputs in the signature's order, outputs returned in the signature's order.
 /// Implemented by the ONNX Runtime session, and by stand-ins in the batcher's tests.
 pub trait Runner: Send + 'static {
-    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String>;
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError>;
+}
+
+/// A failed run. `invalid_input` marks failures the model blames on its inputs (ONNX Runtime's
+/// INVALID_ARGUMENT), which are the caller's mistake when the batch held only their request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError {
+    pub message: String,
+    pub invalid_input: bool,
+}
+
+impl From<String> for RunError {
+    fn from(message: String) -> RunError {
+        RunError { message, invalid_input: false }
+    }
 }
 
 /// Inputs for the warm-up run at start-up: one row of zeros (empty strings for BYTES), with every open
@@ -22,11 +36,7 @@ pub fn warm_up_inputs(signature: &Signature) -> Vec<Tensor> {
         .inputs
         .iter()
         .map(|spec| {
-            let shape: Vec<usize> = spec
-                .dims
-                .iter()
-                .map(|&d| usize::try_from(d).unwrap_or(1))
-                .collect();
+            let shape: Vec<usize> = spec.dims.iter().map(|&d| usize::try_from(d).unwrap_or(1)).collect();
             let n: usize = shape.iter().product();
             let data = match spec.datatype {
                 DataType::Bool => TensorData::Bool(vec![false; n]),
@@ -40,11 +50,7 @@ pub fn warm_up_inputs(signature: &Signature) -> Vec<Tensor> {
                 DataType::Fp64 => TensorData::Fp64(vec![0.0; n]),
                 DataType::Bytes => TensorData::Bytes(vec![Vec::new(); n]),
             };
-            Tensor {
-                name: spec.name.clone(),
-                shape,
-                data,
-            }
+            Tensor { name: spec.name.clone(), shape, data }
         })
         .collect()
 }
@@ -58,16 +64,8 @@ mod tests {
     fn warm_up_inputs_fill_open_dimensions_with_one() {
         let sig = Signature {
             inputs: vec![
-                TensorSpec {
-                    name: "x".into(),
-                    datatype: DataType::Fp32,
-                    dims: vec![-1, 3],
-                },
-                TensorSpec {
-                    name: "k".into(),
-                    datatype: DataType::Int64,
-                    dims: vec![],
-                },
+                TensorSpec { name: "x".into(), datatype: DataType::Fp32, dims: vec![-1, 3], symbols: vec![] },
+                TensorSpec { name: "k".into(), datatype: DataType::Int64, dims: vec![], symbols: vec![] },
             ],
             outputs: vec![],
         };

@@ -24,18 +24,13 @@ pub fn cached_library() -> PathBuf {
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kubeinfer")))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kubeinfer")))
         .unwrap_or_else(|| PathBuf::from(".cache/kubeinfer"));
-    base.join(format!("onnxruntime-{ORT_VERSION}"))
-        .join(format!("libonnxruntime.so.{ORT_VERSION}"))
+    base.join(format!("onnxruntime-{ORT_VERSION}")).join(format!("libonnxruntime.so.{ORT_VERSION}"))
 }
 
 /// The library to load: the flag, else `ORT_DYLIB_PATH`, else the cache.
 pub fn library_path(flag: Option<&Path>) -> PathBuf {
     flag.map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os("ORT_DYLIB_PATH")
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()).map(PathBuf::from))
         .unwrap_or_else(cached_library)
 }
 
@@ -43,28 +38,19 @@ pub fn library_path(flag: Option<&Path>) -> PathBuf {
 /// already created).
 pub fn environment(path: &Path) -> Result<Environment, Error> {
     if !path.is_file() {
-        return Err(Error::OrtLibraryMissing {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::OrtLibraryMissing { path: path.to_path_buf() });
     }
-    let mut slot = ENVIRONMENT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(env) = slot.as_ref() {
         return Ok(env.clone());
     }
-    let builder = ort::init_from(path).map_err(|e| Error::OrtLibrary {
-        path: path.to_path_buf(),
-        reason: load_error(&e),
-    })?;
+    let builder = ort::init_from(path)
+        .map_err(|e| Error::OrtLibrary { path: path.to_path_buf(), reason: load_error(&e) })?;
     let env = builder
         .with_name("kubeinfer")
         .with_telemetry(false)
         .build()
-        .map_err(|e| Error::OrtLibrary {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| Error::OrtLibrary { path: path.to_path_buf(), reason: e.to_string() })?;
     *slot = Some(env.clone());
     Ok(env)
 }
@@ -72,9 +58,9 @@ pub fn environment(path: &Path) -> Result<Environment, Error> {
 /// The Display of a dlopen failure is only "dlopen failed"; the operating system's reason is its source.
 fn load_error(e: &ort::LoadDynamicError) -> String {
     match e {
-        ort::LoadDynamicError::Dlopen { error, .. } => std::error::Error::source(error)
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| error.to_string()),
+        ort::LoadDynamicError::Dlopen { error, .. } => {
+            std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_else(|| error.to_string())
+        }
         other => other.to_string(),
     }
 }
@@ -85,9 +71,7 @@ mod tests {
 
     #[test]
     fn a_missing_library_is_an_error_that_says_how_to_get_it() {
-        let err = environment(Path::new("/nonexistent/libonnxruntime.so"))
-            .unwrap_err()
-            .to_string();
+        let err = environment(Path::new("/nonexistent/libonnxruntime.so")).unwrap_err().to_string();
         assert_eq!(
             err,
             "ONNX Runtime library not found at /nonexistent/libonnxruntime.so: run `make ort` to fetch it from the \
@@ -97,19 +81,12 @@ mod tests {
 
     #[test]
     fn the_flag_wins_over_the_environment_and_the_cache() {
-        assert_eq!(
-            library_path(Some(Path::new("/x/lib.so"))),
-            PathBuf::from("/x/lib.so")
-        );
+        assert_eq!(library_path(Some(Path::new("/x/lib.so"))), PathBuf::from("/x/lib.so"));
     }
 
     #[test]
     fn the_cache_path_names_the_version() {
         let p = cached_library();
-        assert!(
-            p.ends_with("onnxruntime-1.31.1/libonnxruntime.so.1.31.1"),
-            "{}",
-            p.display()
-        );
+        assert!(p.ends_with("onnxruntime-1.31.1/libonnxruntime.so.1.31.1"), "{}", p.display());
     }
 }

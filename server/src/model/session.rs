@@ -8,8 +8,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Outlet, Tensor as OrtTensor, TensorElementType, ValueType};
 
-use super::Runner;
 use super::signature::{Signature, TensorSpec};
+use super::{RunError, Runner};
 use crate::config::Device;
 use crate::error::Error;
 use crate::protocol::{DataType, Tensor, TensorData};
@@ -66,7 +66,8 @@ fn specs(outlets: &[Outlet]) -> Result<Vec<TensorSpec>, String> {
     outlets
         .iter()
         .map(|o| match o.dtype() {
-            ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
+            ValueType::Tensor { ty, shape, dimension_symbols } => Ok(TensorSpec {
+                symbols: dimension_symbols.to_vec(),
                 name: o.name().to_string(),
                 datatype: datatype(*ty)
                     .ok_or_else(|| format!("'{}' has element type {ty}, which is not served", o.name()))?,
@@ -94,39 +95,30 @@ fn datatype(ty: TensorElementType) -> Option<DataType> {
 }
 
 impl Runner for OnnxSession {
-    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
         let values = inputs
             .into_iter()
             .map(|t| Ok((t.name, to_value(t.shape, t.data)?)))
             .collect::<Result<Vec<(String, SessionInputValue<'static>)>, String>>()?;
-        let outputs = self
-            .session
-            .run(values)
-            .map_err(|e| e.to_string().trim_end().to_string())?;
-        self.signature
-            .outputs
-            .iter()
-            .map(|spec| {
-                let value = outputs
-                    .get(&spec.name)
-                    .ok_or_else(|| format!("output '{}' is missing", spec.name))?;
-                let (shape, data) = from_value(value).map_err(|e| format!("output '{}': {e}", spec.name))?;
-                Ok(Tensor {
-                    name: spec.name.clone(),
-                    shape,
-                    data,
-                })
-            })
-            .collect()
+        let outputs = self.session.run(values).map_err(|e| RunError {
+            message: e.to_string().trim_end().to_string(),
+            invalid_input: e.code() == ort::ErrorCode::InvalidArgument,
+        })?;
+        let mut result = Vec::with_capacity(self.signature.outputs.len());
+        for spec in &self.signature.outputs {
+            let value =
+                outputs.get(&spec.name).ok_or_else(|| format!("output '{}' is missing", spec.name))?;
+            let (shape, data) = from_value(value).map_err(|e| format!("output '{}': {e}", spec.name))?;
+            result.push(Tensor { name: spec.name.clone(), shape, data });
+        }
+        Ok(result)
     }
 }
 
 fn to_value(shape: Vec<usize>, data: TensorData) -> Result<SessionInputValue<'static>, String> {
     macro_rules! tensor {
         ($v:expr) => {
-            OrtTensor::from_array((shape, $v))
-                .map_err(|e| e.to_string())?
-                .into()
+            OrtTensor::from_array((shape, $v)).map_err(|e| e.to_string())?.into()
         };
     }
     Ok(match data {
@@ -141,13 +133,9 @@ fn to_value(shape: Vec<usize>, data: TensorData) -> Result<SessionInputValue<'st
         TensorData::Fp64(v) => tensor!(v),
         TensorData::Bytes(v) => {
             // The signature check has already refused anything that is not NUL-free UTF-8.
-            let strings: Vec<String> = v
-                .into_iter()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .collect();
-            OrtTensor::from_string_array((shape, strings.as_slice()))
-                .map_err(|e| e.to_string())?
-                .into()
+            let strings: Vec<String> =
+                v.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect();
+            OrtTensor::from_string_array((shape, strings.as_slice())).map_err(|e| e.to_string())?.into()
         }
     })
 }
@@ -175,10 +163,7 @@ fn from_value(value: &DynValue) -> Result<(Vec<usize>, TensorData), String> {
         TensorElementType::Float64 => extract!(f64, Fp64),
         TensorElementType::String => {
             let (shape, strings) = value.try_extract_strings().map_err(|e| e.to_string())?;
-            (
-                dims(shape),
-                TensorData::Bytes(strings.into_iter().map(String::into_bytes).collect()),
-            )
+            (dims(shape), TensorData::Bytes(strings.into_iter().map(String::into_bytes).collect()))
         }
         other => return Err(format!("has element type {other}, which is not served")),
     })

@@ -25,6 +25,8 @@ pub struct ModelSettings {
     pub request_timeout: Duration,
     /// Version served when a request names none; the highest when unset.
     pub default_version: Option<u64>,
+    /// How long an instance that ran out of work watches the queue before it sleeps.
+    pub idle_spin: Duration,
 }
 
 /// The keys `<model>/config.toml` may set; unknown keys are an error so that typos do not pass silently.
@@ -38,18 +40,15 @@ pub struct Overrides {
     pub intra_op_threads: Option<usize>,
     pub request_timeout: Option<String>,
     pub default_version: Option<u64>,
+    pub idle_spin: Option<String>,
 }
 
 impl Overrides {
     pub fn read(path: &Path) -> Result<Overrides, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::ModelConfig {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        toml::from_str(&text).map_err(|e| Error::ModelConfig {
-            path: path.to_path_buf(),
-            reason: e.message().to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::ModelConfig { path: path.to_path_buf(), reason: e.to_string() })?;
+        toml::from_str(&text)
+            .map_err(|e| Error::ModelConfig { path: path.to_path_buf(), reason: e.message().to_string() })
     }
 }
 
@@ -70,6 +69,7 @@ impl ModelSettings {
             request_timeout: duration(&o.request_timeout, self.request_timeout)
                 .map_err(|e| format!("request_timeout: {e}"))?,
             default_version: o.default_version.or(self.default_version),
+            idle_spin: duration(&o.idle_spin, self.idle_spin).map_err(|e| format!("idle_spin: {e}"))?,
         };
         settings.validate()?;
         Ok(settings)
@@ -77,25 +77,19 @@ impl ModelSettings {
 
     pub fn validate(&self) -> Result<(), String> {
         if self.instances == 0 || self.instances > 64 {
-            return Err(format!(
-                "instances must be between 1 and 64, got {}",
-                self.instances
-            ));
+            return Err(format!("instances must be between 1 and 64, got {}", self.instances));
         }
         if self.queue_capacity == 0 {
             return Err("queue_capacity must be at least 1".into());
         }
         if self.max_batch_size > 65536 {
-            return Err(format!(
-                "max_batch_size must be at most 65536, got {}",
-                self.max_batch_size
-            ));
+            return Err(format!("max_batch_size must be at most 65536, got {}", self.max_batch_size));
         }
         if self.intra_op_threads > 1024 {
-            return Err(format!(
-                "intra_op_threads must be at most 1024, got {}",
-                self.intra_op_threads
-            ));
+            return Err(format!("intra_op_threads must be at most 1024, got {}", self.intra_op_threads));
+        }
+        if self.idle_spin > Duration::from_millis(10) {
+            return Err(format!("idle_spin must be at most 10ms, got {:?}", self.idle_spin));
         }
         if self.request_timeout.is_zero() {
             return Err("request_timeout must be above zero".into());
@@ -117,6 +111,7 @@ mod tests {
             intra_op_threads: 2,
             request_timeout: Duration::from_secs(30),
             default_version: None,
+            idle_spin: Duration::from_micros(100),
         }
     }
 
@@ -132,27 +127,14 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected_by_name() {
         let err = toml::from_str::<Overrides>("max_batch = 8").unwrap_err();
-        assert!(
-            err.message().starts_with("unknown field `max_batch`"),
-            "{}",
-            err.message()
-        );
+        assert!(err.message().starts_with("unknown field `max_batch`"), "{}", err.message());
     }
 
     #[test]
     fn out_of_range_values_are_explained() {
-        let o = Overrides {
-            instances: Some(0),
-            ..Default::default()
-        };
-        assert_eq!(
-            defaults().with(&o).unwrap_err(),
-            "instances must be between 1 and 64, got 0"
-        );
-        let o = Overrides {
-            max_queue_delay: Some("soon".into()),
-            ..Default::default()
-        };
+        let o = Overrides { instances: Some(0), ..Default::default() };
+        assert_eq!(defaults().with(&o).unwrap_err(), "instances must be between 1 and 64, got 0");
+        let o = Overrides { max_queue_delay: Some("soon".into()), ..Default::default() };
         assert_eq!(
             defaults().with(&o).unwrap_err(),
             "max_queue_delay: \"soon\" is not a duration; use a number with us, ms, s or m, e.g. 5ms"

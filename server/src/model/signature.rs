@@ -10,16 +10,15 @@ pub struct TensorSpec {
     pub name: String,
     pub datatype: DataType,
     pub dims: Vec<i64>,
+    /// The model's name for each open dimension ("batch"), or "" where it has none. Inputs whose open
+    /// dimensions share a name must agree on their size.
+    pub symbols: Vec<String>,
 }
 
 impl TensorSpec {
     fn accepts(&self, shape: &[usize]) -> bool {
         shape.len() == self.dims.len()
-            && self
-                .dims
-                .iter()
-                .zip(shape)
-                .all(|(&d, &s)| d < 0 || usize::try_from(d) == Ok(s))
+            && self.dims.iter().zip(shape).all(|(&d, &s)| d < 0 || usize::try_from(d) == Ok(s))
     }
 }
 
@@ -42,10 +41,7 @@ impl Signature {
     /// A model can batch when every input and output starts with an open dimension, so that requests
     /// can be stacked along it and the results split back.
     pub fn batchable(&self) -> bool {
-        self.inputs
-            .iter()
-            .chain(&self.outputs)
-            .all(|t| t.dims.first().is_some_and(|&d| d < 0))
+        self.inputs.iter().chain(&self.outputs).all(|t| t.dims.first().is_some_and(|&d| d < 0))
     }
 
     /// Checks `req` against this signature and puts its inputs in the model's order.
@@ -55,44 +51,60 @@ impl Signature {
         for (spec, tensor) in self.inputs.iter().zip(&req.inputs) {
             check_input(model, spec, tensor)?;
         }
-        let rows = if max_rows > 0 {
-            batch_rows(model, &req.inputs, max_rows)?
-        } else {
-            1
-        };
+        self.check_symbols(model, &req.inputs)?;
+        let rows = if max_rows > 0 { batch_rows(model, &req.inputs, max_rows)? } else { 1 };
         let outputs = self.requested_outputs(model, req)?;
         Ok(Checked { rows, outputs })
     }
 
     fn order_inputs(&self, model: &str, inputs: &mut Vec<Tensor>) -> Result<(), String> {
-        if let Some(extra) = inputs
-            .iter()
-            .find(|t| !self.inputs.iter().any(|s| s.name == t.name))
-        {
+        if let Some(extra) = inputs.iter().find(|t| !self.inputs.iter().any(|s| s.name == t.name)) {
             return Err(format!(
                 "model '{model}' has no input '{}'; its inputs are {}",
                 extra.name,
                 names(&self.inputs)
             ));
         }
+        if let Some(spec) = self.inputs.iter().find(|s| !inputs.iter().any(|t| t.name == s.name)) {
+            return Err(format!(
+                "model '{model}' needs input '{}' ({} {:?}) but the request has {}",
+                spec.name,
+                spec.datatype,
+                spec.dims,
+                if inputs.is_empty() { "no inputs".to_string() } else { names_of(inputs) }
+            ));
+        }
         let mut ordered = Vec::with_capacity(self.inputs.len());
         for spec in &self.inputs {
-            let i = inputs.iter().position(|t| t.name == spec.name).ok_or_else(|| {
-                format!(
-                    "model '{model}' needs input '{}' ({} {:?}) but the request has {}",
-                    spec.name,
-                    spec.datatype,
-                    spec.dims,
-                    if inputs.is_empty() {
-                        "no inputs".to_string()
-                    } else {
-                        names_of(inputs)
-                    }
-                )
-            })?;
-            ordered.push(inputs.swap_remove(i));
+            if let Some(i) = inputs.iter().position(|t| t.name == spec.name) {
+                ordered.push(inputs.swap_remove(i));
+            }
         }
         *inputs = ordered;
+        Ok(())
+    }
+
+    /// Open dimensions that the model names alike (two inputs' "batch") must have the same size.
+    fn check_symbols(&self, model: &str, inputs: &[Tensor]) -> Result<(), String> {
+        let mut seen: Vec<(&str, usize, &str)> = Vec::new();
+        for (spec, tensor) in self.inputs.iter().zip(inputs) {
+            for ((symbol, &dim), &size) in spec.symbols.iter().zip(&spec.dims).zip(&tensor.shape) {
+                if symbol.is_empty() || dim >= 0 {
+                    continue;
+                }
+                match seen.iter().find(|(s, _, _)| s == symbol) {
+                    Some((_, other, first)) if *other != size => {
+                        return Err(format!(
+                            "inputs '{first}' and '{}' of model '{model}' must agree on dimension '{symbol}', \
+                             but have {other} and {size}",
+                            spec.name
+                        ));
+                    }
+                    Some(_) => {}
+                    None => seen.push((symbol, size, &spec.name)),
+                }
+            }
+        }
         Ok(())
     }
 
@@ -135,9 +147,7 @@ fn check_input(model: &str, spec: &TensorSpec, tensor: &Tensor) -> Result<(), St
         ));
     }
     if let TensorData::Bytes(items) = &tensor.data
-        && let Some(i) = items
-            .iter()
-            .position(|b| b.contains(&0) || std::str::from_utf8(b).is_err())
+        && let Some(i) = items.iter().position(|b| b.contains(&0) || std::str::from_utf8(b).is_err())
     {
         return Err(format!(
             "input '{}' of model '{model}': element {i} is not UTF-8 text without NUL bytes, which ONNX string \
@@ -160,9 +170,7 @@ fn batch_rows(model: &str, inputs: &[Tensor], max_rows: usize) -> Result<usize, 
         ));
     }
     if rows == 0 {
-        return Err(format!(
-            "the request to model '{model}' has 0 rows; send at least one"
-        ));
+        return Err(format!("the request to model '{model}' has 0 rows; send at least one"));
     }
     if rows > max_rows {
         return Err(format!(
@@ -173,19 +181,11 @@ fn batch_rows(model: &str, inputs: &[Tensor], max_rows: usize) -> Result<usize, 
 }
 
 fn names(specs: &[TensorSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| format!("'{}'", s.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    specs.iter().map(|s| format!("'{}'", s.name)).collect::<Vec<_>>().join(", ")
 }
 
 fn names_of(tensors: &[Tensor]) -> String {
-    tensors
-        .iter()
-        .map(|s| format!("'{}'", s.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    tensors.iter().map(|s| format!("'{}'", s.name)).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -194,20 +194,13 @@ mod tests {
     use crate::protocol::RequestedOutput;
 
     fn spec(name: &str, datatype: DataType, dims: &[i64]) -> TensorSpec {
-        TensorSpec {
-            name: name.into(),
-            datatype,
-            dims: dims.to_vec(),
-        }
+        TensorSpec { symbols: vec![], name: name.into(), datatype, dims: dims.to_vec() }
     }
 
     fn affine() -> Signature {
         Signature {
             inputs: vec![spec("x", DataType::Fp32, &[-1, 4])],
-            outputs: vec![
-                spec("y", DataType::Fp32, &[-1, 4]),
-                spec("total", DataType::Fp32, &[-1]),
-            ],
+            outputs: vec![spec("y", DataType::Fp32, &[-1, 4]), spec("total", DataType::Fp32, &[-1])],
         }
     }
 
@@ -215,13 +208,7 @@ mod tests {
         InferRequest {
             id: None,
             inputs,
-            outputs: outputs
-                .iter()
-                .map(|n| RequestedOutput {
-                    name: n.to_string(),
-                    binary: None,
-                })
-                .collect(),
+            outputs: outputs.iter().map(|n| RequestedOutput { name: n.to_string(), binary: None }).collect(),
             binary_output: false,
             timeout: None,
         }
@@ -229,26 +216,16 @@ mod tests {
 
     fn x(shape: &[usize]) -> Tensor {
         let n = shape.iter().product();
-        Tensor {
-            name: "x".into(),
-            shape: shape.to_vec(),
-            data: TensorData::Fp32(vec![0.0; n]),
-        }
+        Tensor { name: "x".into(), shape: shape.to_vec(), data: TensorData::Fp32(vec![0.0; n]) }
     }
 
     #[test]
     fn a_model_with_open_leading_dimensions_everywhere_is_batchable() {
         assert!(affine().batchable());
-        let fixed = Signature {
-            inputs: vec![spec("x", DataType::Fp32, &[1, 4])],
-            outputs: vec![],
-        };
+        let fixed = Signature { inputs: vec![spec("x", DataType::Fp32, &[1, 4])], outputs: vec![] };
         assert!(!fixed.batchable());
         let scalar = Signature {
-            inputs: vec![
-                spec("x", DataType::Fp32, &[-1, 3]),
-                spec("k", DataType::Int64, &[]),
-            ],
+            inputs: vec![spec("x", DataType::Fp32, &[-1, 3]), spec("k", DataType::Int64, &[])],
             outputs: vec![spec("y", DataType::Fp32, &[-1, 3])],
         };
         assert!(!scalar.batchable());
@@ -257,13 +234,7 @@ mod tests {
     #[test]
     fn a_valid_request_reports_its_rows_and_every_output_when_none_are_named() {
         let mut req = request(vec![x(&[3, 4])], &[]);
-        assert_eq!(
-            affine().check("affine", &mut req, 8),
-            Ok(Checked {
-                rows: 3,
-                outputs: vec![0, 1]
-            })
-        );
+        assert_eq!(affine().check("affine", &mut req, 8), Ok(Checked { rows: 3, outputs: vec![0, 1] }));
     }
 
     #[test]
@@ -292,13 +263,7 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_inputs_list_what_the_model_takes() {
-        let mut req = request(
-            vec![Tensor {
-                name: "z".into(),
-                ..x(&[1, 4])
-            }],
-            &[],
-        );
+        let mut req = request(vec![Tensor { name: "z".into(), ..x(&[1, 4]) }], &[]);
         assert_eq!(
             affine().check("affine", &mut req, 8).unwrap_err(),
             "model 'affine' has no input 'z'; its inputs are 'x'"
@@ -313,11 +278,7 @@ mod tests {
     #[test]
     fn wrong_datatype_is_named() {
         let mut req = request(
-            vec![Tensor {
-                name: "x".into(),
-                shape: vec![1, 4],
-                data: TensorData::Int32(vec![0; 4]),
-            }],
+            vec![Tensor { name: "x".into(), shape: vec![1, 4], data: TensorData::Int32(vec![0; 4]) }],
             &[],
         );
         assert_eq!(
@@ -343,36 +304,19 @@ mod tests {
     #[test]
     fn inputs_are_reordered_to_the_models_order() {
         let sig = Signature {
-            inputs: vec![
-                spec("a", DataType::Int64, &[-1]),
-                spec("b", DataType::Bool, &[-1]),
-            ],
+            inputs: vec![spec("a", DataType::Int64, &[-1]), spec("b", DataType::Bool, &[-1])],
             outputs: vec![],
         };
-        let b = Tensor {
-            name: "b".into(),
-            shape: vec![1],
-            data: TensorData::Bool(vec![true]),
-        };
-        let a = Tensor {
-            name: "a".into(),
-            shape: vec![1],
-            data: TensorData::Int64(vec![1]),
-        };
+        let b = Tensor { name: "b".into(), shape: vec![1], data: TensorData::Bool(vec![true]) };
+        let a = Tensor { name: "a".into(), shape: vec![1], data: TensorData::Int64(vec![1]) };
         let mut req = request(vec![b, a], &[]);
         sig.check("m", &mut req, 4).unwrap();
-        assert_eq!(
-            req.inputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(req.inputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]
     fn strings_for_an_onnx_string_input_must_be_utf8_without_nul() {
-        let sig = Signature {
-            inputs: vec![spec("s", DataType::Bytes, &[-1])],
-            outputs: vec![],
-        };
+        let sig = Signature { inputs: vec![spec("s", DataType::Bytes, &[-1])], outputs: vec![] };
         let s = Tensor {
             name: "s".into(),
             shape: vec![2],
@@ -386,24 +330,34 @@ mod tests {
     }
 
     #[test]
+    fn inputs_sharing_a_named_dimension_must_agree_even_when_the_model_cannot_batch() {
+        let named = |name: &str| TensorSpec {
+            name: name.into(),
+            datatype: DataType::Fp32,
+            dims: vec![-1, 3],
+            symbols: vec!["batch".into(), "".into()],
+        };
+        let sig = Signature { inputs: vec![named("x"), named("mask")], outputs: vec![] };
+        let t = |name: &str, rows: usize| Tensor {
+            name: name.into(),
+            shape: vec![rows, 3],
+            data: TensorData::Fp32(vec![0.0; rows * 3]),
+        };
+        let mut req = request(vec![t("x", 2), t("mask", 1)], &[]);
+        assert_eq!(
+            sig.check("m", &mut req, 0).unwrap_err(),
+            "inputs 'x' and 'mask' of model 'm' must agree on dimension 'batch', but have 2 and 1"
+        );
+    }
+
+    #[test]
     fn inputs_that_disagree_on_rows_are_rejected() {
         let sig = Signature {
-            inputs: vec![
-                spec("a", DataType::Int64, &[-1]),
-                spec("b", DataType::Int64, &[-1]),
-            ],
+            inputs: vec![spec("a", DataType::Int64, &[-1]), spec("b", DataType::Int64, &[-1])],
             outputs: vec![],
         };
-        let a = Tensor {
-            name: "a".into(),
-            shape: vec![1],
-            data: TensorData::Int64(vec![1]),
-        };
-        let b = Tensor {
-            name: "b".into(),
-            shape: vec![2],
-            data: TensorData::Int64(vec![1, 2]),
-        };
+        let a = Tensor { name: "a".into(), shape: vec![1], data: TensorData::Int64(vec![1]) };
+        let b = Tensor { name: "b".into(), shape: vec![2], data: TensorData::Int64(vec![1, 2]) };
         let mut req = request(vec![a, b], &[]);
         assert_eq!(
             sig.check("m", &mut req, 4).unwrap_err(),

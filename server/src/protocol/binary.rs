@@ -40,10 +40,7 @@ pub fn decode(bytes: &[u8], datatype: DataType, expected: usize) -> Result<Tenso
     }
     macro_rules! le {
         ($t:ty, $n:literal) => {
-            bytes
-                .chunks_exact($n)
-                .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n])))
-                .collect()
+            bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or([0; $n]))).collect()
         };
     }
     Ok(match datatype {
@@ -53,12 +50,9 @@ pub fn decode(bytes: &[u8], datatype: DataType, expected: usize) -> Result<Tenso
         DataType::Int16 => TensorData::Int16(le!(i16, 2)),
         DataType::Int32 => TensorData::Int32(le!(i32, 4)),
         DataType::Int64 => TensorData::Int64(le!(i64, 8)),
-        DataType::Fp16 => TensorData::Fp16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                .collect(),
-        ),
+        DataType::Fp16 => {
+            TensorData::Fp16(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
+        }
         DataType::Fp32 => TensorData::Fp32(le!(f32, 4)),
         DataType::Fp64 => TensorData::Fp64(le!(f64, 8)),
         DataType::Bytes => TensorData::Bytes(decode_strings(bytes, expected)?),
@@ -70,9 +64,7 @@ fn decode_strings(mut bytes: &[u8], expected: usize) -> Result<Vec<Vec<u8>>, Str
     while !bytes.is_empty() {
         let index = out.len();
         if index == expected {
-            return Err(format!(
-                "has more than the {expected} BYTES elements its shape needs"
-            ));
+            return Err(format!("has more than the {expected} BYTES elements its shape needs"));
         }
         let (prefix, rest) = bytes
             .split_first_chunk::<4>()
@@ -89,10 +81,7 @@ fn decode_strings(mut bytes: &[u8], expected: usize) -> Result<Vec<Vec<u8>>, Str
         bytes = rest;
     }
     if out.len() != expected {
-        return Err(format!(
-            "has {} BYTES elements but its shape needs {expected}",
-            out.len()
-        ));
+        return Err(format!("has {} BYTES elements but its shape needs {expected}", out.len()));
     }
     Ok(out)
 }
@@ -196,10 +185,7 @@ mod tests {
 
     #[test]
     fn the_body_splits_at_the_header_length() {
-        assert_eq!(
-            split_body(b"{}abcd", Some("2")).unwrap(),
-            (&b"{}"[..], &b"abcd"[..])
-        );
+        assert_eq!(split_body(b"{}abcd", Some("2")).unwrap(), (&b"{}"[..], &b"abcd"[..]));
         assert_eq!(split_body(b"{}", None).unwrap(), (&b"{}"[..], &b""[..]));
         assert_eq!(
             split_body(b"{}", Some("9")).unwrap_err(),

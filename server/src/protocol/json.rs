@@ -14,17 +14,11 @@ pub fn decode_data(raw: &str, datatype: DataType, expected: usize) -> Result<Ten
     fn run<T: Leaf>(raw: &str, expected: usize) -> Result<Vec<T>, String> {
         let mut out = Vec::with_capacity(expected.min(raw.len()));
         let mut de = serde_json::Deserializer::from_str(raw);
-        Flatten {
-            out: &mut out,
-            limit: expected,
-        }
-        .deserialize(&mut de)
-        .map_err(|e| strip_position(e.to_string()))?;
+        Flatten { out: &mut out, limit: expected }
+            .deserialize(&mut de)
+            .map_err(|e| strip_position(e.to_string()))?;
         if out.len() != expected {
-            return Err(format!(
-                "has {} elements but its shape needs {expected}",
-                out.len()
-            ));
+            return Err(format!("has {} elements but its shape needs {expected}", out.len()));
         }
         Ok(out)
     }
@@ -159,10 +153,7 @@ impl<T: Leaf> Flatten<'_, T> {
     fn push<E: de::Error>(self, value: Result<T, String>) -> Result<(), E> {
         let index = self.out.len();
         if index >= self.limit {
-            return Err(E::custom(format!(
-                "has more elements than the {} its shape needs",
-                self.limit
-            )));
+            return Err(E::custom(format!("has more elements than the {} its shape needs", self.limit)));
         }
         let value = value.map_err(|m| E::custom(format!("element {index}: {m}")))?;
         self.out.push(value);
@@ -186,13 +177,7 @@ impl<'de, T: Leaf> Visitor<'de> for Flatten<'_, T> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let limit = self.limit;
-        while seq
-            .next_element_seed(Flatten {
-                out: &mut *self.out,
-                limit,
-            })?
-            .is_some()
-        {}
+        while seq.next_element_seed(Flatten { out: &mut *self.out, limit })?.is_some() {}
         Ok(())
     }
 
@@ -233,10 +218,7 @@ mod tests {
 
     #[test]
     fn a_rank_zero_scalar_may_be_sent_bare() {
-        assert_eq!(
-            decode_data("7", DataType::Int64, 1).unwrap(),
-            TensorData::Int64(vec![7])
-        );
+        assert_eq!(decode_data("7", DataType::Int64, 1).unwrap(), TensorData::Int64(vec![7]));
     }
 
     #[test]
@@ -253,10 +235,7 @@ mod tests {
 
     #[test]
     fn integral_floats_are_accepted_for_integer_types_but_fractions_are_not() {
-        assert_eq!(
-            decode_data("[2.0]", DataType::Int32, 1).unwrap(),
-            TensorData::Int32(vec![2])
-        );
+        assert_eq!(decode_data("[2.0]", DataType::Int32, 1).unwrap(), TensorData::Int32(vec![2]));
         assert_eq!(
             decode_data("[2.5]", DataType::Int32, 1).unwrap_err(),
             "element 0: expected an integer for INT32, found 2.5"

@@ -34,6 +34,12 @@ pub struct RequestedOutput {
 /// Decodes `body`; `header_length` is the `Inference-Header-Content-Length` header, if sent.
 pub fn decode_request(body: &[u8], header_length: Option<&str>) -> Result<InferRequest, String> {
     let (json_part, mut binary_part) = binary::split_body(body, header_length)?;
+    // serde would read a JSON array as the struct's fields in order, with a baffling message.
+    if json_part.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|&b| b != b'{') {
+        return Err(
+            "malformed request JSON: the request must be a JSON object with an \"inputs\" array".into()
+        );
+    }
     let header: RequestHeader =
         serde_json::from_slice(json_part).map_err(|e| format!("malformed request JSON: {e}"))?;
     let mut seen = HashSet::new();
@@ -106,11 +112,7 @@ fn decode_input(input: &InputHeader, binary_part: &mut &[u8]) -> Result<Tensor, 
             binary::decode(bytes, datatype, expected)?
         }
     };
-    Ok(Tensor {
-        name: input.name.clone(),
-        shape,
-        data,
-    })
+    Ok(Tensor { name: input.name.clone(), shape, data })
 }
 
 fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Result<Option<bool>, String> {
@@ -147,23 +149,13 @@ mod tests {
         assert!(req.binary_output);
         assert_eq!(
             req.inputs,
-            vec![Tensor {
-                name: "x".into(),
-                shape: vec![1, 2],
-                data: TensorData::Fp32(vec![1.0, 2.0])
-            }]
+            vec![Tensor { name: "x".into(), shape: vec![1, 2], data: TensorData::Fp32(vec![1.0, 2.0]) }]
         );
         assert_eq!(
             req.outputs,
             vec![
-                RequestedOutput {
-                    name: "y".into(),
-                    binary: None
-                },
-                RequestedOutput {
-                    name: "z".into(),
-                    binary: Some(false)
-                }
+                RequestedOutput { name: "y".into(), binary: None },
+                RequestedOutput { name: "z".into(), binary: Some(false) }
             ]
         );
     }
@@ -177,11 +169,7 @@ mod tests {
         assert_eq!(req.inputs[0].data, TensorData::Int32(vec![1, 2]));
         assert_eq!(
             req.inputs[1],
-            Tensor {
-                name: "b".into(),
-                shape: vec![],
-                data: TensorData::Bool(vec![true])
-            }
+            Tensor { name: "b".into(), shape: vec![], data: TensorData::Bool(vec![true]) }
         );
     }
 
@@ -204,11 +192,7 @@ mod tests {
             "input 'x': shape [1, -2] has a negative dimension"
         );
         let body = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#;
-        assert!(
-            decode_request(body, None)
-                .unwrap_err()
-                .starts_with("input 'x': unknown datatype \"FLOAT\"")
-        );
+        assert!(decode_request(body, None).unwrap_err().starts_with("input 'x': unknown datatype \"FLOAT\""));
         let body = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#;
         assert_eq!(
             decode_request(body, None).unwrap_err(),
@@ -219,19 +203,12 @@ mod tests {
     #[test]
     fn duplicate_inputs_are_rejected() {
         let body = br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]},{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#;
-        assert_eq!(
-            decode_request(body, None).unwrap_err(),
-            "input 'x' appears more than once"
-        );
+        assert_eq!(decode_request(body, None).unwrap_err(), "input 'x' appears more than once");
     }
 
     #[test]
     fn malformed_json_says_so() {
-        assert!(
-            decode_request(b"{\"inputs\":[", None)
-                .unwrap_err()
-                .starts_with("malformed request JSON: ")
-        );
+        assert!(decode_request(b"{\"inputs\":[", None).unwrap_err().starts_with("malformed request JSON: "));
     }
 
     #[test]

@@ -35,42 +35,29 @@ pub fn encode_response(
                 name: &o.tensor.name,
                 datatype: o.tensor.datatype().as_str(),
                 shape: &o.tensor.shape,
-                parameters: o.binary.then(|| OutputParameters {
-                    binary_data_size: binary_size(&o.tensor.data),
-                }),
+                parameters: o
+                    .binary
+                    .then(|| OutputParameters { binary_data_size: binary_size(&o.tensor.data) }),
                 data: (!o.binary).then_some(JsonData(&o.tensor.data)),
             })
             .collect(),
     };
-    let binary_total: usize = outputs
-        .iter()
-        .filter(|o| o.binary)
-        .map(|o| binary_size(&o.tensor.data))
-        .sum();
+    let binary_total: usize = outputs.iter().filter(|o| o.binary).map(|o| binary_size(&o.tensor.data)).sum();
     let mut body = Vec::with_capacity(256 + binary_total);
     // Serialising into a Vec cannot fail: every field is a plain string, number or array.
     if serde_json::to_writer(&mut body, &header).is_err() {
         body.clear();
         body.extend_from_slice(br#"{"error":"failed to encode the response"}"#);
-        return EncodedResponse {
-            body,
-            header_length: None,
-        };
+        return EncodedResponse { body, header_length: None };
     }
     if !outputs.iter().any(|o| o.binary) {
-        return EncodedResponse {
-            body,
-            header_length: None,
-        };
+        return EncodedResponse { body, header_length: None };
     }
     let header_length = body.len();
     for output in outputs.iter().filter(|o| o.binary) {
         binary::encode(&output.tensor.data, &mut body);
     }
-    EncodedResponse {
-        body,
-        header_length: Some(header_length),
-    }
+    EncodedResponse { body, header_length: Some(header_length) }
 }
 
 /// Bytes that `binary::encode` will write for `data`, computed without encoding it.
@@ -86,19 +73,12 @@ mod tests {
     use super::*;
 
     fn tensor(name: &str, data: TensorData) -> Tensor {
-        Tensor {
-            name: name.into(),
-            shape: vec![data.len()],
-            data,
-        }
+        Tensor { name: name.into(), shape: vec![data.len()], data }
     }
 
     #[test]
     fn a_json_only_response_has_no_header_length() {
-        let outputs = [OutputToSend {
-            tensor: tensor("y", TensorData::Int64(vec![3])),
-            binary: false,
-        }];
+        let outputs = [OutputToSend { tensor: tensor("y", TensorData::Int64(vec![3])), binary: false }];
         let r = encode_response("m", "2", Some("abc"), &outputs);
         assert_eq!(r.header_length, None);
         assert_eq!(
@@ -110,18 +90,9 @@ mod tests {
     #[test]
     fn binary_outputs_follow_the_header_in_order_and_json_ones_stay_inline() {
         let outputs = [
-            OutputToSend {
-                tensor: tensor("a", TensorData::Uint8(vec![1, 2])),
-                binary: true,
-            },
-            OutputToSend {
-                tensor: tensor("b", TensorData::Bool(vec![true])),
-                binary: false,
-            },
-            OutputToSend {
-                tensor: tensor("c", TensorData::Bytes(vec![b"z".to_vec()])),
-                binary: true,
-            },
+            OutputToSend { tensor: tensor("a", TensorData::Uint8(vec![1, 2])), binary: true },
+            OutputToSend { tensor: tensor("b", TensorData::Bool(vec![true])), binary: false },
+            OutputToSend { tensor: tensor("c", TensorData::Bytes(vec![b"z".to_vec()])), binary: true },
         ];
         let r = encode_response("m", "1", None, &outputs);
         let n = r.header_length.unwrap();

@@ -171,11 +171,7 @@ pub fn concat_rows(name: &str, parts: &[&Tensor]) -> Tensor {
     }
     let mut shape = first.shape.clone();
     shape[0] = rows;
-    Tensor {
-        name: name.to_string(),
-        shape,
-        data,
-    }
+    Tensor { name: name.to_string(), shape, data }
 }
 
 /// Splits a batched tensor back into one tensor per request, by each request's row count.
@@ -189,11 +185,7 @@ pub fn split_rows(tensor: Tensor, rows: &[usize]) -> Vec<Tensor> {
         .map(|(data, &r)| {
             let mut shape = shape.clone();
             shape[0] = r;
-            Tensor {
-                name: name.clone(),
-                shape,
-                data,
-            }
+            Tensor { name: name.clone(), shape, data }
         })
         .collect()
 }
@@ -203,21 +195,14 @@ mod tests {
     use super::*;
 
     fn fp32(name: &str, shape: &[usize], data: &[f32]) -> Tensor {
-        Tensor {
-            name: name.into(),
-            shape: shape.to_vec(),
-            data: TensorData::Fp32(data.to_vec()),
-        }
+        Tensor { name: name.into(), shape: shape.to_vec(), data: TensorData::Fp32(data.to_vec()) }
     }
 
     #[test]
     fn concatenating_rows_stacks_the_batch_dimension_in_order() {
         let a = fp32("x", &[1, 2], &[1.0, 2.0]);
         let b = fp32("x", &[2, 2], &[3.0, 4.0, 5.0, 6.0]);
-        assert_eq!(
-            concat_rows("x", &[&a, &b]),
-            fp32("x", &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-        );
+        assert_eq!(concat_rows("x", &[&a, &b]), fp32("x", &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
     }
 
     #[test]
@@ -225,20 +210,13 @@ mod tests {
         let batched = fp32("y", &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(
             split_rows(batched, &[1, 2]),
-            vec![
-                fp32("y", &[1, 2], &[1.0, 2.0]),
-                fp32("y", &[2, 2], &[3.0, 4.0, 5.0, 6.0])
-            ]
+            vec![fp32("y", &[1, 2], &[1.0, 2.0]), fp32("y", &[2, 2], &[3.0, 4.0, 5.0, 6.0])]
         );
     }
 
     #[test]
     fn splitting_a_rank_one_output_keeps_one_element_per_row() {
-        let labels = Tensor {
-            name: "label".into(),
-            shape: vec![3],
-            data: TensorData::Int64(vec![7, 8, 9]),
-        };
+        let labels = Tensor { name: "label".into(), shape: vec![3], data: TensorData::Int64(vec![7, 8, 9]) };
         let parts = split_rows(labels, &[2, 1]);
         assert_eq!(parts[0].data, TensorData::Int64(vec![7, 8]));
         assert_eq!(parts[1].shape, vec![1]);
@@ -260,11 +238,7 @@ mod tests {
 
     #[test]
     fn row_len_of_a_scalar_is_one_and_it_has_no_rows() {
-        let scalar = Tensor {
-            name: "k".into(),
-            shape: vec![],
-            data: TensorData::Int64(vec![4]),
-        };
+        let scalar = Tensor { name: "k".into(), shape: vec![], data: TensorData::Int64(vec![4]) };
         assert_eq!(scalar.rows(), None);
         assert_eq!(scalar.row_len(), 1);
     }

@@ -1,0 +1,43 @@
+# kubeinfer: every set-up step the README's two commands need is a target here.
+SHELL := /bin/bash
+CARGO ?= cargo
+JOBS ?= 2
+HOST ?= 127.0.0.1
+PORT ?= 8080
+SERVER := target/release/kubeinfer-server
+
+.PHONY: help run build ort test test-deps lint bench models clean-cache
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+run: ort build ## fetch ONNX Runtime, build, and serve examples/models on 127.0.0.1:8080 (no database)
+	$(SERVER) serve --model-repository examples/models --http-host $(HOST) --http-port $(PORT)
+
+build: ## build the release binaries
+	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server
+
+ort: ## fetch libonnxruntime.so 1.31.1 from the PyPI wheel into ~/.cache/kubeinfer (once)
+	@scripts/fetch-ort.sh >/dev/null
+
+test-deps: ## install what the tests drive: nginx, PostgreSQL, Triton's clients, ONNX Runtime
+	scripts/test-deps.sh
+
+lint: ## formatting and clippy, warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
+
+test: test-deps lint ## every test (unit, integration, real clients, end-to-end)
+	KUBEINFER_REQUIRE_ALL=1 KUBEINFER_TEST_VENV=$(CURDIR)/.cache/venv $(CARGO) test -j$(JOBS) --workspace
+
+bench: ort test-deps ## benchmarks; prints the tables that docs/benchmarks.md records
+	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server -p kubeinfer-tests
+	target/release/kubeinfer-bench --server $(SERVER) --models examples/models
+
+models: ## regenerate examples/models and the reference outputs (developer tooling)
+	python3 -m venv .cache/models-venv
+	.cache/models-venv/bin/pip install --quiet -r scripts/requirements-models.txt
+	.cache/models-venv/bin/python scripts/gen-models.py
+
+clean-cache: ## remove the virtualenvs (the ONNX Runtime cache in ~/.cache/kubeinfer stays)
+	rm -rf .cache

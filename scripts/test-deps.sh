@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond cargo, idempotently: Debian packages (nginx, libb64 for
+# perf_analyzer, PostgreSQL), a Python virtualenv with the real clients, and the ONNX Runtime library.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.cache/venv"
+
+need_apt=()
+dpkg -s libb64-0d >/dev/null 2>&1 || need_apt+=(libb64-0d)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}" >&2
+  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
+fi
+
+stamp="$venv/.requirements"
+if ! cmp -s "$root/scripts/requirements-test.txt" "$stamp" 2>/dev/null; then
+  echo "creating the test virtualenv in $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/requirements-test.txt" >&2
+  cp "$root/scripts/requirements-test.txt" "$stamp"
+fi
+
+"$root/scripts/fetch-ort.sh" >/dev/null

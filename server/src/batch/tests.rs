@@ -1,0 +1,236 @@
+//! The batcher driven by a stand-in runner whose every run waits at a gate the test opens, so that
+//! what is queued while an instance is busy is exactly known.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use crate::metrics::Metrics;
+use crate::model::RunError;
+use crate::protocol::TensorData;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// y = 2x on one FP32 input. Reports each batch's rows on `started`, then waits for a token on `gate`.
+struct Gated {
+    started: mpsc::Sender<usize>,
+    gate: Arc<Mutex<mpsc::Receiver<()>>>,
+}
+
+impl Runner for Gated {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+        let x = &inputs[0];
+        let _ = self.started.send(x.shape[0]);
+        let gate = self.gate.lock().map_err(|_| RunError::from("gate poisoned".to_string()))?;
+        gate.recv_timeout(PATIENCE)
+            .map_err(|_| RunError::from("the test never opened the gate".to_string()))?;
+        let TensorData::Fp32(v) = &x.data else { return Err(RunError::from("not FP32".to_string())) };
+        Ok(vec![Tensor {
+            name: "y".into(),
+            shape: x.shape.clone(),
+            data: TensorData::Fp32(v.iter().map(|a| a * 2.0).collect()),
+        }])
+    }
+}
+
+struct Harness {
+    batcher: Arc<Batcher>,
+    started: mpsc::Receiver<usize>,
+    gate: mpsc::Sender<()>,
+}
+
+fn harness(instances: usize, max_rows: usize, capacity: usize) -> Harness {
+    let (started_tx, started) = mpsc::channel();
+    let (gate, gate_rx) = mpsc::channel();
+    let gate_rx = Arc::new(Mutex::new(gate_rx));
+    let runners: Vec<Box<dyn Runner>> = (0..instances)
+        .map(|_| Box::new(Gated { started: started_tx.clone(), gate: gate_rx.clone() }) as Box<dyn Runner>)
+        .collect();
+    let metrics = Metrics::new("test").for_model("m", 1);
+    let limits = Limits { max_rows, max_delay: Duration::ZERO };
+    let batcher = Batcher::start(
+        "m",
+        runners,
+        BatchConfig { limits, capacity, idle_spin: Duration::ZERO },
+        &metrics,
+        Arc::new(ModelStats::default()),
+    )
+    .unwrap();
+    Harness { batcher: Arc::new(batcher), started, gate }
+}
+
+fn x(values: &[f32]) -> Vec<Tensor> {
+    vec![Tensor { name: "x".into(), shape: vec![values.len(), 1], data: TensorData::Fp32(values.to_vec()) }]
+}
+
+impl Harness {
+    fn submit(&self, values: &[f32], timeout: Duration) -> tokio::task::JoinHandle<Result<Done, Error>> {
+        let batcher = self.batcher.clone();
+        let inputs = x(values);
+        let rows = values.len();
+        tokio::spawn(async move { batcher.submit(inputs, rows, timeout).await })
+    }
+
+    fn next_batch_rows(&self) -> usize {
+        self.started.recv_timeout(PATIENCE).expect("a batch should have started")
+    }
+
+    async fn wait_for_queue(&self, len: usize) {
+        for _ in 0..1000 {
+            if self.batcher.queue_len() == len {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("queue never reached {len}; it holds {}", self.batcher.queue_len());
+    }
+
+    fn open(&self, times: usize) {
+        for _ in 0..times {
+            self.gate.send(()).unwrap();
+        }
+    }
+}
+
+fn y(done: &Done) -> Vec<f32> {
+    match &done.outputs[0].data {
+        TensorData::Fp32(v) => v.clone(),
+        other => panic!("unexpected output {other:?}"),
+    }
+}
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_while_the_instance_is_busy_run_together_and_each_gets_its_own_rows() {
+    let h = harness(1, 8, 16);
+    let a = h.submit(&[1.0], LONG);
+    assert_eq!(h.next_batch_rows(), 1);
+    let b = h.submit(&[2.0, 3.0], LONG);
+    let c = h.submit(&[4.0], LONG);
+    h.wait_for_queue(2).await;
+    h.open(1);
+    assert_eq!(h.next_batch_rows(), 3);
+    h.open(1);
+    assert_eq!(y(&a.await.unwrap().unwrap()), vec![2.0]);
+    let b = b.await.unwrap().unwrap();
+    assert_eq!(y(&b), vec![4.0, 6.0]);
+    assert_eq!(b.batch_rows, 3);
+    assert_eq!(y(&c.await.unwrap().unwrap()), vec![8.0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_turns_the_next_request_away_at_once() {
+    let h = harness(1, 8, 2);
+    let _a = h.submit(&[1.0], LONG);
+    h.next_batch_rows();
+    let _b = h.submit(&[1.0], LONG);
+    let _c = h.submit(&[1.0], LONG);
+    h.wait_for_queue(2).await;
+    let d = h.submit(&[1.0], LONG).await.unwrap();
+    assert!(matches!(d, Err(Error::QueueFull { capacity: 2, .. })), "{d:?}");
+    h.open(2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_queued_at_its_timeout_is_rejected_and_never_run() {
+    let h = harness(1, 8, 8);
+    let a = h.submit(&[1.0], LONG);
+    h.next_batch_rows();
+    let b = h.submit(&[5.0], Duration::from_millis(30)).await.unwrap();
+    assert!(matches!(b, Err(Error::Timeout { .. })), "{b:?}");
+    h.open(1);
+    a.await.unwrap().unwrap();
+    assert!(h.started.recv_timeout(Duration::from_millis(200)).is_err(), "the timed-out request ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_caller_left_is_dropped_before_it_is_computed() {
+    let h = harness(1, 8, 8);
+    let a = h.submit(&[1.0], LONG);
+    h.next_batch_rows();
+    let b = h.submit(&[5.0], LONG);
+    h.wait_for_queue(1).await;
+    b.abort();
+    let _ = b.await;
+    h.open(1);
+    a.await.unwrap().unwrap();
+    assert!(h.started.recv_timeout(Duration::from_millis(200)).is_err(), "the abandoned request ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_batch_runs_queued_requests_one_by_one() {
+    let h = harness(1, 0, 8);
+    let a = h.submit(&[1.0], LONG);
+    h.next_batch_rows();
+    let b = h.submit(&[2.0], LONG);
+    let c = h.submit(&[3.0], LONG);
+    h.wait_for_queue(2).await;
+    h.open(3);
+    assert_eq!((h.next_batch_rows(), h.next_batch_rows()), (1, 1));
+    for (task, want) in [(a, 2.0), (b, 4.0), (c, 6.0)] {
+        let done = task.await.unwrap().unwrap();
+        assert_eq!((y(&done), done.batch_rows), (vec![want], 1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_run_batches_in_parallel() {
+    let h = harness(2, 8, 8);
+    let a = h.submit(&[1.0], LONG);
+    h.next_batch_rows();
+    let b = h.submit(&[2.0], LONG);
+    // The second instance takes b while the first is still inside a's run.
+    assert_eq!(h.next_batch_rows(), 1);
+    h.open(2);
+    assert_eq!(y(&a.await.unwrap().unwrap()), vec![2.0]);
+    assert_eq!(y(&b.await.unwrap().unwrap()), vec![4.0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_everything_queued_then_refuses_new_requests() {
+    let h = harness(1, 1, 8);
+    let a = h.submit(&[1.0], LONG);
+    h.next_batch_rows();
+    let b = h.submit(&[2.0], LONG);
+    h.wait_for_queue(1).await;
+    let batcher = h.batcher.clone();
+    let stopping = std::thread::spawn(move || batcher.shutdown());
+    h.open(2);
+    assert_eq!(y(&a.await.unwrap().unwrap()), vec![2.0]);
+    assert_eq!(y(&b.await.unwrap().unwrap()), vec![4.0]);
+    stopping.join().unwrap();
+    let late = h.submit(&[3.0], LONG).await.unwrap();
+    assert!(matches!(late, Err(Error::ShuttingDown)), "{late:?}");
+}
+
+struct Panicky {
+    calls: usize,
+}
+
+impl Runner for Panicky {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+        self.calls += 1;
+        if self.calls == 1 {
+            panic!("boom");
+        }
+        Ok(inputs)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
+    let metrics = Metrics::new("test").for_model("m", 1);
+    let limits = Limits { max_rows: 8, max_delay: Duration::ZERO };
+    let runners: Vec<Box<dyn Runner>> = vec![Box::new(Panicky { calls: 0 })];
+    let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50) };
+    let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(ModelStats::default())).unwrap();
+    let first = batcher.submit(x(&[1.0]), 1, LONG).await;
+    assert!(
+        matches!(&first, Err(Error::Inference { reason, .. }) if reason == "the model runner panicked"),
+        "{first:?}"
+    );
+    let second = batcher.submit(x(&[1.0]), 1, LONG).await.unwrap();
+    assert_eq!(second.outputs, x(&[1.0]));
+}

@@ -1,0 +1,169 @@
+//! Test helpers: the real router over the real example models and ONNX Runtime, driven without a socket.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use kubeinfer_server::config::Device;
+use kubeinfer_server::metrics::Metrics;
+use kubeinfer_server::model::runtime::{self, ORT_VERSION};
+use kubeinfer_server::model::settings::ModelSettings;
+use kubeinfer_server::registry::Registry;
+use kubeinfer_server::state::AppState;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the server crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// The `kubeinfer-server` binary cargo built for these tests.
+pub fn server_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kubeinfer-server"))
+}
+
+pub fn example_models() -> PathBuf {
+    workspace().join("examples/models")
+}
+
+pub fn defaults() -> ModelSettings {
+    ModelSettings {
+        max_batch_size: 64,
+        max_queue_delay: Duration::ZERO,
+        queue_capacity: 1024,
+        instances: 1,
+        intra_op_threads: 1,
+        request_timeout: Duration::from_secs(30),
+        default_version: None,
+        idle_spin: Duration::from_micros(100),
+    }
+}
+
+/// A repository holding only `models` (symlinks to the examples), so each test loads what it uses.
+pub fn repository(models: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for m in models {
+        std::os::unix::fs::symlink(example_models().join(m), dir.path().join(m)).expect("symlink");
+    }
+    dir
+}
+
+pub struct TestApp {
+    pub app: Router,
+    pub state: Arc<AppState>,
+    pub registry: Arc<Registry>,
+    _repo: tempfile::TempDir,
+}
+
+pub fn start(models: &[&str], settings: ModelSettings) -> TestApp {
+    start_with_body_limit(models, settings, 32 * 1024 * 1024)
+}
+
+pub fn start_with_body_limit(models: &[&str], settings: ModelSettings, max_body_bytes: usize) -> TestApp {
+    let library = runtime::library_path(None);
+    let env = runtime::environment(&library).unwrap_or_else(|e| panic!("{e} (the tests need ONNX Runtime)"));
+    let metrics = Arc::new(Metrics::new(ORT_VERSION));
+    let repo = repository(models);
+    let registry =
+        Arc::new(Registry::load(repo.path(), &settings, &env, Device::Cpu, &metrics).expect("models load"));
+    let state = Arc::new(AppState::new(metrics, max_body_bytes));
+    state.set_registry(registry.clone());
+    TestApp { app: kubeinfer_server::http::app(state.clone()), state, registry, _repo: repo }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The error message of a `{"error": "..."}` body.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field in {}", self.json()))
+            .to_string()
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.send(Request::get(uri).body(Body::empty()).expect("request")).await
+    }
+
+    pub async fn post_json(&self, uri: &str, body: &Value) -> Reply {
+        self.post_raw(uri, serde_json::to_vec(body).expect("json"), None).await
+    }
+
+    pub async fn post_raw(&self, uri: &str, body: Vec<u8>, header_length: Option<&str>) -> Reply {
+        let mut request = Request::post(uri);
+        if let Some(n) = header_length {
+            request = request.header("Inference-Header-Content-Length", n);
+        }
+        self.send(request.body(Body::from(body)).expect("request")).await
+    }
+
+    /// Posts a JSON header followed by `binary`, with the header length set.
+    pub async fn post_binary(&self, uri: &str, header: &Value, binary: &[u8]) -> Reply {
+        let mut body = serde_json::to_vec(header).expect("json");
+        let n = body.len().to_string();
+        body.extend_from_slice(binary);
+        self.post_raw(uri, body, Some(&n)).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        String::from_utf8(self.get("/metrics").await.body.to_vec()).expect("utf-8 metrics")
+    }
+}
+
+/// The value of a sample line `name{labels} value` in Prometheus text, or 0 when absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// A flat FP32 JSON data array from a response output.
+pub fn f32s(output: &Value) -> Vec<f32> {
+    output["data"]
+        .as_array()
+        .expect("data array")
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect()
+}
+
+pub fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
+    response["outputs"]
+        .as_array()
+        .and_then(|outs| outs.iter().find(|o| o["name"] == name))
+        .unwrap_or_else(|| panic!("no output {name} in {response}"))
+}
+
+/// Defaults, but a batch below max_batch_size waits `delay` for company: makes batch formation certain.
+pub fn delayed(delay: Duration) -> ModelSettings {
+    ModelSettings { max_queue_delay: delay, ..defaults() }
+}

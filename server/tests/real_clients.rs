@@ -1,0 +1,102 @@
+//! Triton's own clients against the real binary: the Python client (`tritonclient.http`) with its
+//! defaults, and `perf_analyzer` in sync and async mode. They come from the virtualenv that
+//! scripts/test-deps.sh builds; `make test` always has it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kubeinfer_tests::process::ServerProcess;
+
+/// The test virtualenv, or `None` (with a note) when it was never built and `make test` is not running.
+fn venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("KUBEINFER_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::workspace().join(".cache/venv"));
+    if dir.join("bin/python").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("KUBEINFER_REQUIRE_ALL").is_none(),
+        "{} is missing: run scripts/test-deps.sh",
+        dir.display()
+    );
+    eprintln!("skipped: no test virtualenv at {}; run scripts/test-deps.sh (make test does)", dir.display());
+    None
+}
+
+#[test]
+fn triton_python_client_with_its_defaults_gets_exact_answers() {
+    let Some(venv) = venv() else { return };
+    let repo = common::repository(&["affine", "digits", "echo", "multi_io"]);
+    let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
+    let out = Command::new(venv.join("bin/python"))
+        .arg(common::workspace().join("server/tests/clients/tritonclient_check.py"))
+        .arg(server.addr.to_string())
+        .arg(common::workspace().join("server/tests/fixtures/digits_reference.json"))
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tritonclient checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all tritonclient checks passed"), "{stdout}");
+}
+
+fn perf_analyzer(venv: &std::path::Path, server: &ServerProcess, model: &str, extra: &[&str]) -> String {
+    let cudart = std::fs::read_dir(venv.join("lib"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|python| python.path().join("site-packages/nvidia/cuda_runtime/lib"))
+        .expect("the venv holds nvidia-cuda-runtime-cu12");
+    let csv = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(venv.join("bin/perf_analyzer"))
+        .env("LD_LIBRARY_PATH", cudart)
+        .args(["-m", model, "-u", &server.addr.to_string(), "-i", "http", "--concurrency-range", "4"])
+        .args([
+            "--measurement-mode",
+            "count_windows",
+            "--measurement-request-count",
+            "50",
+            "-s",
+            "80",
+            "-r",
+            "5",
+        ])
+        .arg("-f")
+        .arg(csv.path())
+        .args(extra)
+        .output()
+        .expect("perf_analyzer runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "perf_analyzer failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(csv.path()).unwrap()
+}
+
+#[test]
+fn perf_analyzer_runs_against_the_server_in_sync_and_async_mode_and_reads_its_statistics() {
+    let Some(venv) = venv() else { return };
+    let repo = common::repository(&["heavy_mlp", "digits"]);
+    let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
+    for (model, extra) in [("heavy_mlp", &[][..]), ("digits", &["-a"][..])] {
+        let csv = perf_analyzer(&venv, &server, model, extra);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().expect("a CSV header").split(',').collect();
+        assert_eq!(&header[..3], ["Concurrency", "Inferences/Second", "Client Send"], "{csv}");
+        // With the statistics extension advertised, perf_analyzer reports the server-side split too.
+        assert!(header.contains(&"Server Compute Infer"), "{csv}");
+        let row: Vec<&str> = lines.next().expect("a result row").split(',').collect();
+        assert_eq!(row[0], "4");
+        let throughput: f64 = row[1].parse().unwrap();
+        assert!(throughput > 0.0, "{model}: {csv}");
+    }
+}

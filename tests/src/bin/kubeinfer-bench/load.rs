@@ -1,0 +1,120 @@
+//! The load generator: `concurrency` keep-alive HTTP/1.1 connections, each sending one request after
+//! another for a fixed time, with request bodies encoded once up front.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// One prepared request: path, body and the `Inference-Header-Content-Length` for binary bodies.
+#[derive(Clone)]
+pub struct Prepared {
+    pub path: String,
+    pub body: Bytes,
+    pub header_length: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// Microseconds per successful request.
+    pub latencies_us: Vec<u64>,
+    pub errors: u64,
+    pub elapsed: Duration,
+}
+
+impl LoadResult {
+    pub fn rps(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The q-quantile (0..=1) latency in milliseconds.
+    pub fn quantile_ms(&mut self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+/// Drives `addr` with `concurrency` connections for `warmup` (discarded) then `duration`.
+pub async fn run(
+    addr: SocketAddr,
+    request: Prepared,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> LoadResult {
+    let start = Instant::now() + warmup;
+    let end = start + duration;
+    let users: Vec<_> =
+        (0..concurrency).map(|_| tokio::spawn(user(addr, request.clone(), start, end))).collect();
+    let mut total = LoadResult { elapsed: duration, ..Default::default() };
+    for u in users {
+        match u.await {
+            Ok(Ok(r)) => {
+                total.latencies_us.extend(r.latencies_us);
+                total.errors += r.errors;
+            }
+            Ok(Err(e)) => {
+                eprintln!("a connection failed: {e}");
+                total.errors += 1;
+            }
+            Err(e) => {
+                eprintln!("a load task died: {e}");
+                total.errors += 1;
+            }
+        }
+    }
+    total
+}
+
+async fn user(
+    addr: SocketAddr,
+    request: Prepared,
+    start: Instant,
+    end: Instant,
+) -> anyhow::Result<LoadResult> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut result = LoadResult::default();
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        let mut builder = Request::post(&request.path).header("host", addr.to_string());
+        if let Some(n) = request.header_length {
+            builder = builder.header("inference-header-content-length", n);
+        }
+        let response = sender.send_request(builder.body(Full::new(request.body.clone()))?).await?;
+        let ok = response.status() == 200;
+        response.into_body().collect().await?;
+        if sent < start {
+            continue;
+        }
+        if ok {
+            result.latencies_us.push(sent.elapsed().as_micros() as u64);
+        } else {
+            result.errors += 1;
+        }
+    }
+    Ok(result)
+}
+
+/// GET `path` and return the body as text (for scraping /metrics between points).
+pub async fn get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = Request::get(path).header("host", addr.to_string()).body(Full::new(Bytes::new()))?;
+    let body = sender.send_request(request).await?.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
