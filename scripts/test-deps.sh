@@ -25,3 +25,5 @@ if ! cmp -s "$root/scripts/requirements-test.txt" "$stamp" 2>/dev/null; then
 fi
 
 "$root/scripts/fetch-ort.sh" >/dev/null
+# Helm 4 for the chart checks (scripts/check-chart.sh), into .cache/bin/helm.
+"$root/scripts/fetch-helm.sh" >/dev/null

@@ -1,1 +1,23 @@
-//! kubeinfer-operator: reconciles ModelDeployments (see issue "kubeinfer-operator").
+//! kubeinfer-operator: reconciles `ModelDeployment`s (kubeinfer.io/v1alpha1) into kubeinfer-server
+//! Deployments, Services, ConfigMaps, HorizontalPodAutoscalers, PodDisruptionBudgets and
+//! ServiceMonitors.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod apply;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod crdgen;
+pub mod discovery;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod resources;
+pub mod status;
+pub mod validate;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use error::Error;

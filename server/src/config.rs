@@ -23,6 +23,43 @@ pub struct Cli {
 pub enum Command {
     /// Load every model in a model repository and serve it over HTTP.
     Serve(Box<ServeArgs>),
+    /// Fetch a model file (the operator's init container runs this): https://, s3://, gs:// or file://,
+    /// written atomically, checksum verified, transient failures retried.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The model: https://host/path, s3://bucket/key, gs://bucket/object or file:///path. S3 and GCS
+    /// credentials come from the standard environment (AWS_* variables, IRSA, GOOGLE_* / workload identity);
+    /// AWS_ENDPOINT and AWS_ALLOW_HTTP=true point at S3-compatible stores.
+    #[arg(long, env = "KUBEINFER_URI")]
+    pub uri: String,
+
+    /// Where to write the file; its directory is created. The file appears only when complete and verified.
+    #[arg(long, env = "KUBEINFER_DEST")]
+    pub dest: PathBuf,
+
+    /// Expected SHA-256 of the file, in hex; a mismatch fails the pull and leaves no file.
+    #[arg(long, env = "KUBEINFER_SHA256", value_parser = parse_sha256)]
+    pub sha256: Option<String>,
+
+    /// Retries after a transient failure (connection lost, 5xx, a stalled or truncated body).
+    #[arg(long, env = "KUBEINFER_RETRIES", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Give up on an attempt when no bytes arrive for this long.
+    #[arg(long, env = "KUBEINFER_STALL_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
+}
+
+fn parse_sha256(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    if lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(lower)
+    } else {
+        Err(format!("{s:?} is not a SHA-256: expected 64 hex digits"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -46,8 +83,13 @@ pub struct ServeArgs {
     /// Model repository in Triton's layout: DIR/<model>/<version>/model.onnx, with an optional
     /// DIR/<model>/config.toml overriding the batching flags below for that model. Every version is
     /// loaded; the highest is served when a request names none.
-    #[arg(long, env = "KUBEINFER_MODEL_REPOSITORY")]
-    pub model_repository: PathBuf,
+    #[arg(long, env = "KUBEINFER_MODEL_REPOSITORY", required_unless_present = "model")]
+    pub model_repository: Option<PathBuf>,
+
+    /// A single model file outside any repository, as NAME:VERSION=PATH (repeatable), e.g.
+    /// digits:1=/mnt/models/digits.onnx. The batching flags below apply to it.
+    #[arg(long, env = "KUBEINFER_MODEL", value_parser = parse_model_file, value_delimiter = ',')]
+    pub model: Vec<ModelFile>,
 
     /// Address to listen on.
     #[arg(long, env = "KUBEINFER_HTTP_HOST", default_value = "0.0.0.0")]
@@ -132,6 +174,25 @@ impl BatchingArgs {
     }
 }
 
+/// A `--model NAME:VERSION=PATH` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFile {
+    pub name: String,
+    pub version: u64,
+    pub path: PathBuf,
+}
+
+pub fn parse_model_file(s: &str) -> Result<ModelFile, String> {
+    let bad = || format!("{s:?} is not NAME:VERSION=PATH, e.g. digits:1=/models/digits.onnx");
+    let (id, path) = s.split_once('=').ok_or_else(bad)?;
+    let (name, version) = id.split_once(':').ok_or_else(bad)?;
+    let version = version.parse().map_err(|_| bad())?;
+    if !crate::model::layout::valid_name(name) || path.is_empty() {
+        return Err(bad());
+    }
+    Ok(ModelFile { name: name.to_string(), version, path: PathBuf::from(path) })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
     Cpu,
@@ -185,6 +246,17 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("5 hours").is_err());
+    }
+
+    #[test]
+    fn model_files_name_a_version_and_a_path() {
+        assert_eq!(
+            parse_model_file("digits:2=/mnt/m.onnx"),
+            Ok(ModelFile { name: "digits".into(), version: 2, path: "/mnt/m.onnx".into() })
+        );
+        assert!(parse_model_file("digits=/mnt/m.onnx").is_err());
+        assert!(parse_model_file("digits:x=/mnt/m.onnx").is_err());
+        assert!(parse_model_file("a/b:1=/m.onnx").is_err());
     }
 
     #[test]

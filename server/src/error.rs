@@ -22,6 +22,8 @@ pub enum Error {
     ModelConfig { path: PathBuf, reason: String },
     #[error("cannot load model {path}: {reason}")]
     ModelLoad { path: PathBuf, reason: String },
+    #[error("pull {uri}: {reason}")]
+    Pull { uri: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 

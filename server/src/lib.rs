@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod pull;
 pub mod registry;
 pub mod serve;
 pub mod shutdown;

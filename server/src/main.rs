@@ -29,6 +29,9 @@ fn main() -> std::process::ExitCode {
     let result: anyhow::Result<()> = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => kubeinfer_server::serve::run(*args).await?,
+            Command::Pull(args) => {
+                kubeinfer_server::pull::run(&args).await?;
+            }
         }
         Ok(())
     });

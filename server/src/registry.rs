@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ort::environment::Environment;
 
 use crate::batch::{BatchConfig, Batcher, Limits};
-use crate::config::Device;
+use crate::config::{Device, ModelFile};
 use crate::error::Error;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::layout::{self, ModelDir};
@@ -138,16 +138,22 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads every model in `repo`. Blocking: ONNX Runtime builds and warms up each session here.
+    /// Loads every model in `repo` and every `files` entry. Blocking: ONNX Runtime builds and warms up
+    /// each session here.
     pub fn load(
-        repo: &Path,
+        repo: Option<&Path>,
+        files: &[ModelFile],
         defaults: &ModelSettings,
         env: &Environment,
         device: Device,
         metrics: &Metrics,
     ) -> Result<Registry, Error> {
         let mut registry = Registry::default();
-        for dir in layout::scan(repo)? {
+        let scanned = match repo {
+            Some(r) => layout::scan(r)?,
+            None => Vec::new(),
+        };
+        for dir in layout::with_files(scanned, files)? {
             let settings = model_settings(&dir, defaults)?;
             for (version, path) in &dir.versions {
                 let model = load_version(&dir.name, *version, path, &settings, env, device, metrics)?;

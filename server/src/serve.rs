@@ -42,9 +42,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     );
 
     let repo = args.model_repository.clone();
+    let files = args.model.clone();
     let device = args.device;
-    let loaded =
-        tokio::task::spawn_blocking(move || Registry::load(&repo, &defaults, &env, device, &metrics)).await;
+    let load = move || Registry::load(repo.as_deref(), &files, &defaults, &env, device, &metrics);
+    let loaded = tokio::task::spawn_blocking(load).await;
     let registry = match loaded {
         Ok(Ok(registry)) => Arc::new(registry),
         Ok(Err(e)) => {
@@ -54,7 +55,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         Err(join) => {
             server.abort();
             return Err(Error::ModelLoad {
-                path: args.model_repository,
+                path: args.model_repository.unwrap_or_default(),
                 reason: format!("loader crashed: {join}"),
             });
         }

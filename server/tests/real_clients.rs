@@ -4,31 +4,13 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use kubeinfer_tests::process::ServerProcess;
 
-/// The test virtualenv, or `None` (with a note) when it was never built and `make test` is not running.
-fn venv() -> Option<PathBuf> {
-    let dir = std::env::var_os("KUBEINFER_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::workspace().join(".cache/venv"));
-    if dir.join("bin/python").exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("KUBEINFER_REQUIRE_ALL").is_none(),
-        "{} is missing: run scripts/test-deps.sh",
-        dir.display()
-    );
-    eprintln!("skipped: no test virtualenv at {}; run scripts/test-deps.sh (make test does)", dir.display());
-    None
-}
-
 #[test]
 fn triton_python_client_with_its_defaults_gets_exact_answers() {
-    let Some(venv) = venv() else { return };
+    let Some(venv) = common::test_venv() else { return };
     let repo = common::repository(&["affine", "digits", "echo", "multi_io"]);
     let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
     let out = Command::new(venv.join("bin/python"))
@@ -84,7 +66,7 @@ fn perf_analyzer(venv: &std::path::Path, server: &ServerProcess, model: &str, ex
 
 #[test]
 fn perf_analyzer_runs_against_the_server_in_sync_and_async_mode_and_reads_its_statistics() {
-    let Some(venv) = venv() else { return };
+    let Some(venv) = common::test_venv() else { return };
     let repo = common::repository(&["heavy_mlp", "digits"]);
     let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
     for (model, extra) in [("heavy_mlp", &[][..]), ("digits", &["-a"][..])] {

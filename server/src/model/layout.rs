@@ -67,6 +67,40 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
     Ok(ModelDir { name, versions, config })
 }
 
+/// Adds `--model NAME:VERSION=PATH` files to what a repository scan found; a name may not be both.
+pub fn with_files(
+    mut models: Vec<ModelDir>,
+    files: &[crate::config::ModelFile],
+) -> Result<Vec<ModelDir>, Error> {
+    for f in files {
+        if !f.path.is_file() {
+            return Err(Error::Layout {
+                path: f.path.clone(),
+                reason: "does not exist (from --model)".into(),
+            });
+        }
+        match models.iter_mut().find(|m| m.name == f.name) {
+            Some(m) if m.config.is_some() || m.versions.iter().any(|(v, _)| *v == f.version) => {
+                return Err(Error::Layout {
+                    path: f.path.clone(),
+                    reason: format!("model '{}' version {} is given twice", f.name, f.version),
+                });
+            }
+            Some(m) => m.versions.push((f.version, f.path.clone())),
+            None => models.push(ModelDir {
+                name: f.name.clone(),
+                versions: vec![(f.version, f.path.clone())],
+                config: None,
+            }),
+        }
+    }
+    for m in &mut models {
+        m.versions.sort_by_key(|(v, _)| *v);
+    }
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(models)
+}
+
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128

@@ -72,8 +72,9 @@ pub fn start_with_body_limit(models: &[&str], settings: ModelSettings, max_body_
     let env = runtime::environment(&library).unwrap_or_else(|e| panic!("{e} (the tests need ONNX Runtime)"));
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
     let repo = repository(models);
-    let registry =
-        Arc::new(Registry::load(repo.path(), &settings, &env, Device::Cpu, &metrics).expect("models load"));
+    let registry = Arc::new(
+        Registry::load(Some(repo.path()), &[], &settings, &env, Device::Cpu, &metrics).expect("models load"),
+    );
     let state = Arc::new(AppState::new(metrics, max_body_bytes));
     state.set_registry(registry.clone());
     TestApp { app: kubeinfer_server::http::app(state.clone()), state, registry, _repo: repo }
@@ -166,4 +167,22 @@ pub fn output<'a>(response: &'a Value, name: &str) -> &'a Value {
 /// Defaults, but a batch below max_batch_size waits `delay` for company: makes batch formation certain.
 pub fn delayed(delay: Duration) -> ModelSettings {
     ModelSettings { max_queue_delay: delay, ..defaults() }
+}
+
+/// The test virtualenv (Triton's clients, moto, ...), or `None` with a note when it was never built and
+/// `make test` (which sets KUBEINFER_REQUIRE_ALL) is not the caller.
+pub fn test_venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("KUBEINFER_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".cache/venv"));
+    if dir.join("bin/python").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("KUBEINFER_REQUIRE_ALL").is_none(),
+        "{} is missing: run scripts/test-deps.sh",
+        dir.display()
+    );
+    eprintln!("skipped: no test virtualenv at {}; run scripts/test-deps.sh (make test does)", dir.display());
+    None
 }

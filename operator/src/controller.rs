@@ -1,0 +1,180 @@
+//! The reconcile loop: watches ModelDeployments and what they own, and for each one applies its
+//! children, deletes those no longer wanted, and writes its status.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use crate::crd::ModelDeployment;
+use crate::discovery::Capabilities;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
+use crate::resources::{MANAGER, servicemonitor};
+
+/// What the operator was started with that reconciles need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server_image: String,
+    pub edge_image: String,
+    /// How often an unchanged ModelDeployment is looked at again.
+    pub resync: Duration,
+    /// How soon a ModelDeployment with problems (missing Secret, unavailable API) is looked at again.
+    pub retry: Duration,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// Client for the API server.
+    pub client: Client,
+    /// Images and intervals from the command line.
+    pub settings: Settings,
+    /// Optional APIs the cluster serves, refreshed by a background task.
+    pub capabilities: Arc<RwLock<Capabilities>>,
+    /// Publishes Events about ModelDeployments.
+    pub recorder: Recorder,
+    /// Reconcile counters and durations.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per ModelDeployment, for exponential backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        capabilities: Arc<RwLock<Capabilities>>,
+        metrics: Arc<Metrics>,
+    ) -> Context {
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            capabilities,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        *self.capabilities.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn key(md: &ModelDeployment) -> String {
+    format!("{}/{}", md.namespace().unwrap_or_default(), md.name_any())
+}
+
+pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let timer = ctx.metrics.duration.start_timer();
+    let result = Reconciler::new(md.clone(), ctx.clone()).run().await;
+    timer.observe_duration();
+    match &result {
+        Ok(_) => {
+            ctx.metrics.reconciliations.with_label_values(&["success"]).inc();
+            ctx.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&key(&md));
+        }
+        Err(e) => {
+            ctx.metrics.reconciliations.with_label_values(&["error"]).inc();
+            ctx.metrics.errors.with_label_values(&[e.metric_label()]).inc();
+        }
+    }
+    result
+}
+
+/// Per-object exponential backoff: 1 s, 2 s, 4 s, ... up to 5 minutes.
+pub fn error_policy(md: Arc<ModelDeployment>, error: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let n = failures.entry(key(&md)).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = backoff(*n);
+    tracing::warn!(model_deployment = %key(&md), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs((1u64 << failures.saturating_sub(1).min(9)).min(300))
+}
+
+/// Runs the controller until `shutdown` resolves, then finishes the reconciles in flight.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let caps = ctx.capabilities();
+    let mut controller =
+        Controller::new(api::<ModelDeployment>(&client, &namespace), watcher::Config::default())
+            .owns(api::<Deployment>(&client, &namespace), children.clone())
+            .owns(api::<Service>(&client, &namespace), children.clone())
+            .owns(api::<ConfigMap>(&client, &namespace), children.clone());
+    if caps.autoscaling_v2 {
+        controller = controller.owns(api::<HorizontalPodAutoscaler>(&client, &namespace), children.clone());
+    }
+    if caps.policy_v1 {
+        controller = controller.owns(api::<PodDisruptionBudget>(&client, &namespace), children.clone());
+    }
+    if caps.service_monitor {
+        let ar = servicemonitor::api_resource();
+        let monitors: Api<DynamicObject> = match &namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        controller = controller.owns_with(monitors, ar, children.clone());
+    }
+    let store = controller.store();
+    let metrics = ctx.metrics.clone();
+    let counter = tokio::spawn(async move {
+        loop {
+            metrics.model_deployments.set(store.state().len() as i64);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    });
+    controller
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    counter.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_and_stops_at_five_minutes() {
+        let delays: Vec<u64> = (1..=11).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder until the mock API server tests are written.

@@ -1,0 +1,305 @@
+//! One reconcile of one ModelDeployment: validate, check what it depends on, apply its children, delete
+//! the ones it no longer wants, write its status, and report changes and problems as Events.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::apply::{apply, delete_owned};
+use crate::controller::Context;
+use crate::crd::ModelDeployment;
+use crate::discovery::Capabilities;
+use crate::error::Error;
+use crate::resources::{Build, MANAGER, configmap, deployment, hpa, pdb, service, servicemonitor};
+use crate::status::{self, Observed, Problem, reason};
+use crate::validate::{ModelUri, validate};
+
+pub struct Reconciler {
+    md: Arc<ModelDeployment>,
+    ctx: Arc<Context>,
+    namespace: String,
+}
+
+impl Reconciler {
+    pub fn new(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Reconciler {
+        let namespace = md.namespace().unwrap_or_else(|| "default".into());
+        Reconciler { md, ctx, namespace }
+    }
+
+    fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(&self) -> Api<K> {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace)
+    }
+
+    pub async fn run(&self) -> Result<Action, Error> {
+        let caps = self.ctx.capabilities();
+        let uri = match validate(&self.md.spec) {
+            Ok(uri) => uri,
+            Err(message) => {
+                // Nothing is built from a spec that makes no sense; what exists stays as it was.
+                self.finish(None, &[Problem::new(reason::INVALID_SPEC, message)], None, &[]).await?;
+                return Ok(Action::requeue(self.ctx.settings.resync));
+            }
+        };
+        let mut problems = self.dependency_problems(&uri).await?;
+        problems.extend(unavailable(&self.md, caps));
+        let b = Build {
+            md: &self.md,
+            uri: &uri,
+            server_image: &self.ctx.settings.server_image,
+            edge_image: &self.ctx.settings.edge_image,
+            autoscaler: caps.autoscaling_v2 && self.md.spec.autoscaling.is_some(),
+        };
+        let mut changes = Vec::new();
+        let deployment = self.apply_children(&b, caps, &mut changes).await?;
+        self.finish(Some(&deployment), &problems, Some(&b), &changes).await?;
+        let next = if problems.is_empty() { self.ctx.settings.resync } else { self.ctx.settings.retry };
+        Ok(Action::requeue(next))
+    }
+
+    /// A missing Secret or PVC does not stop the rollout (the pods wait for it), but it is reported.
+    async fn dependency_problems(&self, uri: &ModelUri) -> Result<Vec<Problem>, Error> {
+        let mut problems = Vec::new();
+        if let Some(db) = &self.md.spec.database {
+            match self.api::<Secret>().get_opt(&db.secret_name).await? {
+                None => problems.push(Problem::new(
+                    reason::SECRET_NOT_FOUND,
+                    format!(
+                        "Secret {:?} (spec.database.secretName) does not exist in namespace {:?}",
+                        db.secret_name, self.namespace
+                    ),
+                )),
+                Some(secret) if !secret_has_key(&secret, &db.key) => problems.push(Problem::new(
+                    reason::SECRET_KEY_NOT_FOUND,
+                    format!("Secret {:?} has no key {:?} (spec.database.key)", db.secret_name, db.key),
+                )),
+                Some(_) => {}
+            }
+        }
+        if let ModelUri::Pvc { claim, .. } = uri
+            && self.api::<PersistentVolumeClaim>().get_opt(claim).await?.is_none()
+        {
+            problems.push(Problem::new(
+                reason::PVC_NOT_FOUND,
+                format!(
+                    "PersistentVolumeClaim {claim:?} (from spec.model.uri) does not exist in namespace {:?}",
+                    self.namespace
+                ),
+            ));
+        }
+        Ok(problems)
+    }
+
+    async fn apply_children(
+        &self,
+        b: &Build<'_>,
+        caps: Capabilities,
+        changes: &mut Vec<String>,
+    ) -> Result<Deployment, Error> {
+        let server_config = configmap::server(b);
+        let edge_config = configmap::edge(b);
+        let checksum = configmap::checksum(
+            &[Some(&server_config), edge_config.as_ref()].into_iter().flatten().collect::<Vec<_>>(),
+        );
+        self.apply_one(&self.api(), "ConfigMap", server_config, changes).await?;
+        self.apply_or_delete(
+            &self.api::<ConfigMap>(),
+            "ConfigMap",
+            configmap::edge_name(b),
+            edge_config,
+            changes,
+        )
+        .await?;
+        self.apply_one(&self.api(), "Service", service::service(b), changes).await?;
+        let deployment =
+            self.apply_one(&self.api(), "Deployment", deployment::deployment(b, &checksum), changes).await?;
+        if caps.autoscaling_v2 {
+            let api = self.api::<HorizontalPodAutoscaler>();
+            self.apply_or_delete(&api, "HorizontalPodAutoscaler", b.name(), hpa::hpa(b), changes).await?;
+        }
+        if caps.policy_v1 {
+            let api = self.api::<PodDisruptionBudget>();
+            self.apply_or_delete(&api, "PodDisruptionBudget", b.name(), pdb::pdb(b), changes).await?;
+        }
+        if caps.service_monitor {
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                self.ctx.client.clone(),
+                &self.namespace,
+                &servicemonitor::api_resource(),
+            );
+            self.apply_or_delete(
+                &api,
+                "ServiceMonitor",
+                b.name(),
+                servicemonitor::service_monitor(b),
+                changes,
+            )
+            .await?;
+        }
+        Ok(deployment)
+    }
+
+    async fn apply_one<K>(
+        &self,
+        api: &Api<K>,
+        kind: &'static str,
+        desired: K,
+        changes: &mut Vec<String>,
+    ) -> Result<K, Error>
+    where
+        K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    {
+        let applied = apply(api, kind, desired).await?;
+        if applied.written {
+            changes.push(format!("applied {kind} {}", applied.object.name_any()));
+        }
+        Ok(applied.object)
+    }
+
+    async fn apply_or_delete<K>(
+        &self,
+        api: &Api<K>,
+        kind: &'static str,
+        name: String,
+        desired: Option<K>,
+        changes: &mut Vec<String>,
+    ) -> Result<(), Error>
+    where
+        K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    {
+        match desired {
+            Some(obj) => {
+                self.apply_one(api, kind, obj, changes).await?;
+            }
+            None => {
+                let uid = self.md.uid().unwrap_or_default();
+                if delete_owned(api, &name, &uid).await? {
+                    changes.push(format!("deleted {kind} {name}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the status if it changed and publishes Events for what was written and what is newly wrong.
+    async fn finish(
+        &self,
+        deployment: Option<&Deployment>,
+        problems: &[Problem],
+        b: Option<&Build<'_>>,
+        changes: &[String],
+    ) -> Result<(), Error> {
+        let observed = Observed {
+            deployment,
+            problems,
+            selector: b.map(Build::selector_string),
+            endpoint: b.map(Build::endpoint),
+        };
+        let new = status::compute(&self.md, &observed, &Time(Timestamp::now()));
+        if status::changed(&self.md, &new) {
+            let body = serde_json::json!({"apiVersion": "kubeinfer.io/v1alpha1", "kind": "ModelDeployment", "status": new});
+            self.api::<ModelDeployment>()
+                .patch_status(&self.md.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+                .await?;
+        }
+        if !changes.is_empty() {
+            self.event(EventType::Normal, "Applied", changes.join(", ")).await;
+        }
+        for p in status::new_problems(&self.md, problems) {
+            self.event(EventType::Warning, p.reason, p.message.clone()).await;
+        }
+        Ok(())
+    }
+
+    /// Events are a courtesy: failing to publish one is logged, never a reconcile failure.
+    async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let note: String = note.chars().take(1000).collect();
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&event, &self.md.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish an event");
+        }
+    }
+}
+
+fn secret_has_key(secret: &Secret, key: &str) -> bool {
+    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
+        || secret.string_data.as_ref().is_some_and(|d| d.contains_key(key))
+}
+
+/// What the spec asks for that this cluster does not serve.
+pub fn unavailable(md: &ModelDeployment, caps: Capabilities) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if md.spec.autoscaling.is_some() && !caps.autoscaling_v2 {
+        problems.push(Problem::new(
+            reason::AUTOSCALING_UNAVAILABLE,
+            "spec.autoscaling needs autoscaling/v2 HorizontalPodAutoscalers, which this cluster does not serve \
+             (Kubernetes 1.23+); running autoscaling.minReplicas replicas",
+        ));
+    }
+    let max = md.spec.autoscaling.as_ref().map(|a| a.max_replicas).unwrap_or(md.spec.replicas.unwrap_or(1));
+    if max > 1 && !caps.policy_v1 {
+        problems.push(Problem::new(
+            reason::DISRUPTION_BUDGET_UNAVAILABLE,
+            "more than one replica wants a policy/v1 PodDisruptionBudget, which this cluster does not serve \
+             (Kubernetes 1.21+); voluntary disruptions are not limited",
+        ));
+    }
+    if md.spec.monitoring.as_ref().is_some_and(|m| m.service_monitor) && !caps.service_monitor {
+        problems.push(Problem::new(
+            reason::SERVICE_MONITOR_UNAVAILABLE,
+            "spec.monitoring.serviceMonitor needs the monitoring.coreos.com/v1 ServiceMonitor CRD (the Prometheus \
+             Operator), which this cluster does not have",
+        ));
+    }
+    problems
+}
+
+/// The retry interval used by tests and by `main` when nothing else is configured.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::testing::md;
+
+    #[test]
+    fn an_old_cluster_explains_each_feature_it_cannot_give() {
+        let m = md(serde_json::json!({"model": {"uri": "s3://b/m.onnx"},
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 4}, "monitoring": {"serviceMonitor": true}}));
+        let reasons: Vec<&str> = unavailable(&m, Capabilities::default()).iter().map(|p| p.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                reason::AUTOSCALING_UNAVAILABLE,
+                reason::DISRUPTION_BUDGET_UNAVAILABLE,
+                reason::SERVICE_MONITOR_UNAVAILABLE
+            ]
+        );
+        let all = Capabilities { autoscaling_v2: true, policy_v1: true, service_monitor: true };
+        assert!(unavailable(&m, all).is_empty());
+    }
+
+    #[test]
+    fn one_replica_needs_no_disruption_budget() {
+        let m = md(serde_json::json!({"model": {"uri": "s3://b/m.onnx"}}));
+        assert!(unavailable(&m, Capabilities::default()).is_empty());
+    }
+}

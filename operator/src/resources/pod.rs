@@ -1,0 +1,227 @@
+//! The server pod's parts: the model-pull init container, the server container, volumes, probes and the
+//! restricted security settings every container runs with.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
+    Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{Build, SERVER_PORT, configmap, edge};
+use crate::validate::ModelUri;
+
+/// Seconds the server keeps answering after SIGTERM before it stops accepting (its --shutdown-delay).
+pub const SHUTDOWN_DELAY_SECONDS: i64 = 5;
+/// Room for the delay, draining accepted requests and flushing the prediction log.
+pub const TERMINATION_GRACE_SECONDS: i64 = 45;
+const MODELS_DIR: &str = "/models";
+const PVC_DIR: &str = "/mnt/model";
+const UID: i64 = 65532;
+
+/// Where the server reads the model file inside the pod.
+pub fn model_path(b: &Build) -> String {
+    match b.uri {
+        ModelUri::Remote(_) => {
+            format!("{MODELS_DIR}/{}/{}/model.onnx", b.md.served_name(), b.md.spec.model.version)
+        }
+        ModelUri::Pvc { path, .. } => format!("{PVC_DIR}/{path}"),
+        ModelUri::File(path) => path.clone(),
+    }
+}
+
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+pub fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(UID),
+        run_as_group: Some(UID),
+        fs_group: Some(UID),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn image(b: &Build) -> String {
+    b.md.spec.image.clone().unwrap_or_else(|| b.server_image.to_string())
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
+
+/// `kubeinfer-server pull` into the shared emptyDir, for models fetched over the network.
+pub fn pull_container(b: &Build) -> Option<Container> {
+    let ModelUri::Remote(uri) = b.uri else { return None };
+    let mut args = vec!["pull".into(), "--uri".into(), uri.clone(), "--dest".into(), model_path(b)];
+    if let Some(sha) = &b.md.spec.model.sha256 {
+        args.extend(["--sha256".into(), sha.clone()]);
+    }
+    Some(Container {
+        name: "pull".into(),
+        image: Some(image(b)),
+        image_pull_policy: b.md.spec.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(b.md.spec.env.clone()).filter(|e| !e.is_empty()),
+        volume_mounts: Some(vec![mount("models", MODELS_DIR, false), mount("tmp", "/tmp", false)]),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    })
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+fn env(b: &Build) -> Vec<EnvVar> {
+    let mut env = b.md.spec.env.clone();
+    if let Some(db) = &b.md.spec.database {
+        env.push(EnvVar {
+            name: "DATABASE_URL".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: db.secret_name.clone(),
+                    key: db.key.clone(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    env
+}
+
+fn resources(b: &Build) -> Option<ResourceRequirements> {
+    let mut resources = b.md.spec.resources.clone();
+    if let Some(gpu) = &b.md.spec.gpu {
+        let r = resources.get_or_insert_with(Default::default);
+        r.limits
+            .get_or_insert_with(BTreeMap::new)
+            .insert(gpu.resource_name.clone(), Quantity(gpu.count.to_string()));
+    }
+    resources
+}
+
+pub fn server_container(b: &Build) -> Container {
+    let model = format!("{}:{}={}", b.md.served_name(), b.md.spec.model.version, model_path(b));
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--log-format".into(),
+        "json".into(),
+        "--model".into(),
+        model,
+        "--http-port".into(),
+        SERVER_PORT.to_string(),
+        "--shutdown-delay".into(),
+        format!("{SHUTDOWN_DELAY_SECONDS}s"),
+    ];
+    if b.md.spec.gpu.is_some() {
+        args.extend(["--device".into(), "cuda".into()]);
+    }
+    let mut mounts = vec![mount("tmp", "/tmp", false)];
+    match b.uri {
+        ModelUri::Remote(_) => mounts.push(mount("models", MODELS_DIR, true)),
+        ModelUri::Pvc { .. } => mounts.push(mount("model-source", PVC_DIR, true)),
+        ModelUri::File(_) => {}
+    }
+    Container {
+        name: "server".into(),
+        image: Some(image(b)),
+        image_pull_policy: b.md.spec.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(env(b)).filter(|e| !e.is_empty()),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource { name: configmap::server_name(b), optional: None }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: SERVER_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        // Large models take minutes to fetch and load: up to 30 minutes before liveness applies.
+        startup_probe: Some(http_probe("/v2/health/ready", 5, 360)),
+        readiness_probe: Some(http_probe("/v2/health/ready", 5, 2)),
+        liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
+        resources: resources(b),
+        volume_mounts: Some(mounts),
+        security_context: Some(restricted_container()),
+        ..Default::default()
+    }
+}
+
+pub fn volumes(b: &Build) -> Vec<Volume> {
+    let empty = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let mut volumes = vec![empty("tmp")];
+    match b.uri {
+        ModelUri::Remote(_) => volumes.push(empty("models")),
+        ModelUri::Pvc { claim, .. } => volumes.push(Volume {
+            name: "model-source".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(true),
+            }),
+            ..Default::default()
+        }),
+        ModelUri::File(_) => {}
+    }
+    if b.edge_enabled() {
+        volumes.push(Volume {
+            name: edge::CONFIG_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource { name: configmap::edge_name(b), ..Default::default() }),
+            ..Default::default()
+        });
+    }
+    volumes
+}
+
+/// The spec's tolerations, plus the taint GPU nodes carry for the GPU resource.
+pub fn tolerations(b: &Build) -> Option<Vec<Toleration>> {
+    let mut tolerations = b.md.spec.tolerations.clone();
+    if let Some(gpu) = &b.md.spec.gpu
+        && !tolerations.iter().any(|t| t.key.as_deref() == Some(gpu.resource_name.as_str()))
+    {
+        tolerations.push(Toleration {
+            key: Some(gpu.resource_name.clone()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Default::default()
+        });
+    }
+    Some(tolerations).filter(|t| !t.is_empty())
+}

@@ -1,0 +1,243 @@
+//! The ModelDeployment's status, computed from its Deployment and the problems the reconcile found.
+//! Pure: the caller passes the clock.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{ModelDeployment, ModelDeploymentStatus};
+
+/// Something that keeps the ModelDeployment from being what it asks for. `reason` is a CamelCase
+/// condition reason from a fixed set; `message` says what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Problem {
+        Problem { reason, message: message.into() }
+    }
+}
+
+/// Reasons, as constants so that tests and alerts can rely on them.
+pub mod reason {
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
+    pub const PVC_NOT_FOUND: &str = "PersistentVolumeClaimNotFound";
+    pub const AUTOSCALING_UNAVAILABLE: &str = "AutoscalingUnavailable";
+    pub const DISRUPTION_BUDGET_UNAVAILABLE: &str = "DisruptionBudgetUnavailable";
+    pub const SERVICE_MONITOR_UNAVAILABLE: &str = "ServiceMonitorUnavailable";
+    pub const ALL_REPLICAS_READY: &str = "AllReplicasReady";
+    pub const REPLICAS_NOT_READY: &str = "ReplicasNotReady";
+    pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+    pub const DEPLOYMENT_MISSING: &str = "DeploymentNotCreated";
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const ROLLED_OUT: &str = "RolledOut";
+    pub const AS_EXPECTED: &str = "AsExpected";
+}
+
+/// What the reconcile learned, besides the ModelDeployment itself.
+#[derive(Debug, Default)]
+pub struct Observed<'a> {
+    pub deployment: Option<&'a Deployment>,
+    pub problems: &'a [Problem],
+    pub selector: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+pub fn compute(md: &ModelDeployment, observed: &Observed, now: &Time) -> ModelDeploymentStatus {
+    let previous = md.status.clone().unwrap_or_default();
+    let (replicas, ready, updated, desired) = counts(md, observed.deployment);
+    let generation = md.metadata.generation;
+    let condition = |type_: &str, status: bool, reason: &str, message: String| {
+        let status = if status { "True" } else { "False" };
+        // Keep the transition time while the status stays the same, as Kubernetes' own conditions do.
+        let since = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            last_transition_time: since,
+            observed_generation: generation,
+        }
+    };
+    let invalid = observed.problems.iter().find(|p| p.reason == reason::INVALID_SPEC);
+    let ready_condition = match (invalid, observed.deployment) {
+        (Some(p), _) => condition("Ready", false, p.reason, p.message.clone()),
+        (None, None) => {
+            condition("Ready", false, reason::DEPLOYMENT_MISSING, "the Deployment does not exist yet".into())
+        }
+        (None, Some(_)) if desired == 0 => {
+            condition("Ready", false, reason::SCALED_TO_ZERO, "replicas is 0".into())
+        }
+        (None, Some(_)) if ready >= desired && updated >= desired => {
+            condition("Ready", true, reason::ALL_REPLICAS_READY, format!("{ready}/{desired} replicas ready"))
+        }
+        (None, Some(_)) => {
+            condition("Ready", false, reason::REPLICAS_NOT_READY, format!("{ready}/{desired} replicas ready"))
+        }
+    };
+    let rolling = observed.deployment.is_some()
+        && (updated < desired || replicas > desired || !deployment_observed(observed.deployment));
+    let progressing = if rolling {
+        condition("Progressing", true, reason::ROLLING_OUT, format!("{updated}/{desired} replicas updated"))
+    } else {
+        condition("Progressing", false, reason::ROLLED_OUT, "the Deployment is up to date".into())
+    };
+    let degraded = match observed.problems.first() {
+        Some(first) => {
+            let message = observed.problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
+            condition("Degraded", true, first.reason, message)
+        }
+        None => condition("Degraded", false, reason::AS_EXPECTED, "no problems found".into()),
+    };
+    ModelDeploymentStatus {
+        observed_generation: generation,
+        replicas,
+        ready_replicas: ready,
+        ready: Some(format!("{ready}/{desired}")),
+        model: Some(format!("{}:{}", md.served_name(), md.spec.model.version)),
+        selector: observed.selector.clone(),
+        endpoint: observed.endpoint.clone(),
+        conditions: vec![ready_condition, progressing, degraded],
+    }
+}
+
+/// (replicas, ready, updated, desired) from the Deployment.
+fn counts(md: &ModelDeployment, deployment: Option<&Deployment>) -> (i32, i32, i32, i32) {
+    let Some(d) = deployment else {
+        return (0, 0, 0, md.spec.replicas.unwrap_or(1));
+    };
+    let desired = d.spec.replicas.unwrap_or(1);
+    let s = d.status.clone().unwrap_or_default();
+    (s.replicas.unwrap_or(0), s.ready_replicas.unwrap_or(0), s.updated_replicas.unwrap_or(0), desired)
+}
+
+/// Whether the Deployment controller has seen the Deployment's latest spec.
+fn deployment_observed(deployment: Option<&Deployment>) -> bool {
+    deployment.is_some_and(|d| {
+        let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+        observed.is_some() && observed == d.metadata.generation
+    })
+}
+
+/// Whether `new` differs from what the object holds, so that an unchanged status is never written.
+pub fn changed(md: &ModelDeployment, new: &ModelDeploymentStatus) -> bool {
+    md.status.as_ref() != Some(new)
+}
+
+/// Reasons of problems not already reported in the current status: the ones worth an Event.
+pub fn new_problems<'a>(md: &ModelDeployment, problems: &'a [Problem]) -> Vec<&'a Problem> {
+    let reported = md
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded" && c.status == "True"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    problems.iter().filter(|p| !reported.contains(&p.message)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn md() -> ModelDeployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubeinfer.io/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "digits", "namespace": "ml", "generation": 4},
+            "spec": {"model": {"uri": "s3://b/m.onnx"}, "replicas": 2}}))
+        .unwrap()
+    }
+
+    fn deployment(desired: i32, ready: i32, updated: i32) -> Deployment {
+        Deployment {
+            metadata: kube::api::ObjectMeta { generation: Some(2), ..Default::default() },
+            spec: DeploymentSpec { replicas: Some(desired), ..Default::default() },
+            status: Some(DeploymentStatus {
+                replicas: Some(desired),
+                ready_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                observed_generation: Some(2),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).unwrap())
+    }
+
+    fn find<'a>(s: &'a ModelDeploymentStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn all_replicas_ready_makes_ready_true_and_records_the_generation() {
+        let d = deployment(2, 2, 2);
+        let s = compute(&md(), &Observed { deployment: Some(&d), ..Default::default() }, &at(100));
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!((s.replicas, s.ready_replicas, s.ready.as_deref()), (2, 2, Some("2/2")));
+        let ready = find(&s, "Ready");
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", reason::ALL_REPLICAS_READY));
+        assert_eq!(find(&s, "Progressing").status, "False");
+        assert_eq!(find(&s, "Degraded").status, "False");
+    }
+
+    #[test]
+    fn missing_replicas_keep_ready_false_and_progressing_true() {
+        let d = deployment(2, 1, 1);
+        let s = compute(&md(), &Observed { deployment: Some(&d), ..Default::default() }, &at(100));
+        let ready = find(&s, "Ready");
+        assert_eq!((ready.status.as_str(), ready.message.as_str()), ("False", "1/2 replicas ready"));
+        assert_eq!(find(&s, "Progressing").reason, reason::ROLLING_OUT);
+    }
+
+    #[test]
+    fn problems_make_degraded_true_with_the_first_reason_and_every_message() {
+        let d = deployment(2, 2, 2);
+        let problems = [
+            Problem::new(reason::SECRET_NOT_FOUND, "Secret db does not exist"),
+            Problem::new(reason::AUTOSCALING_UNAVAILABLE, "no autoscaling/v2"),
+        ];
+        let s = compute(
+            &md(),
+            &Observed { deployment: Some(&d), problems: &problems, ..Default::default() },
+            &at(100),
+        );
+        let degraded = find(&s, "Degraded");
+        assert_eq!(degraded.reason, reason::SECRET_NOT_FOUND);
+        assert_eq!(degraded.message, "Secret db does not exist; no autoscaling/v2");
+    }
+
+    #[test]
+    fn an_invalid_spec_is_not_ready_for_that_reason() {
+        let problems = [Problem::new(reason::INVALID_SPEC, "set either replicas or autoscaling, not both")];
+        let s = compute(&md(), &Observed { problems: &problems, ..Default::default() }, &at(100));
+        assert_eq!(find(&s, "Ready").reason, reason::INVALID_SPEC);
+    }
+
+    #[test]
+    fn transition_times_stay_while_a_condition_keeps_its_status() {
+        let d = deployment(2, 2, 2);
+        let mut m = md();
+        let first = compute(&m, &Observed { deployment: Some(&d), ..Default::default() }, &at(100));
+        m.status = Some(first.clone());
+        let second = compute(&m, &Observed { deployment: Some(&d), ..Default::default() }, &at(500));
+        assert_eq!(second, first);
+        assert!(!changed(&m, &second));
+        let d = deployment(2, 1, 2);
+        let third = compute(&m, &Observed { deployment: Some(&d), ..Default::default() }, &at(900));
+        assert_eq!(find(&third, "Ready").last_transition_time, at(900));
+        assert_eq!(find(&third, "Degraded").last_transition_time, at(100));
+    }
+}

@@ -1,0 +1,126 @@
+//! Checks the reconciler makes before building anything: the rules the schema's CEL expresses (which
+//! API servers before 1.25 ignore) and the parts of the model URI a pattern cannot judge.
+
+use crate::crd::ModelDeploymentSpec;
+
+/// Where the server finds the model file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelUri {
+    /// https://, s3:// or gs://: fetched by the `pull` init container.
+    Remote(String),
+    /// A path inside a PersistentVolumeClaim, mounted read-only.
+    Pvc { claim: String, path: String },
+    /// A path inside the server image.
+    File(String),
+}
+
+pub fn parse_uri(uri: &str) -> Result<ModelUri, String> {
+    let (scheme, rest) = uri.split_once("://").ok_or_else(|| format!("model.uri {uri:?} has no scheme"))?;
+    if rest.split('/').any(|segment| segment == "..") {
+        return Err(format!("model.uri {uri:?} must not contain '..'"));
+    }
+    match scheme {
+        "https" | "s3" | "gs" => match rest.split_once('/') {
+            Some((host, path)) if !host.is_empty() && !path.is_empty() => {
+                Ok(ModelUri::Remote(uri.to_string()))
+            }
+            _ => Err(format!("model.uri {uri:?} needs a host or bucket and a path")),
+        },
+        "pvc" => match rest.split_once('/') {
+            Some((claim, path)) if !claim.is_empty() && !path.trim_matches('/').is_empty() => {
+                Ok(ModelUri::Pvc { claim: claim.to_string(), path: path.trim_matches('/').to_string() })
+            }
+            _ => Err(format!("model.uri {uri:?} must be pvc://<claim>/<path to the .onnx file>")),
+        },
+        "file" if rest.starts_with('/') && rest.len() > 1 => Ok(ModelUri::File(rest.to_string())),
+        "file" => Err(format!("model.uri {uri:?} must be file:///absolute/path")),
+        other => Err(format!("model.uri scheme {other:?} is not one of https, s3, gs, pvc, file")),
+    }
+}
+
+/// Everything wrong with `spec` that would make the built objects meaningless; the first problem found.
+pub fn validate(spec: &ModelDeploymentSpec) -> Result<ModelUri, String> {
+    let uri = parse_uri(&spec.model.uri)?;
+    if spec.replicas.is_some() && spec.autoscaling.is_some() {
+        return Err("set either replicas or autoscaling, not both".into());
+    }
+    if let Some(a) = &spec.autoscaling
+        && a.min_replicas > a.max_replicas
+    {
+        return Err(format!(
+            "autoscaling.minReplicas ({}) must not exceed autoscaling.maxReplicas ({})",
+            a.min_replicas, a.max_replicas
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Autoscaling, ModelSource};
+
+    fn spec(uri: &str) -> ModelDeploymentSpec {
+        serde_json::from_value(serde_json::json!({"model": {"uri": uri}})).unwrap()
+    }
+
+    #[test]
+    fn remote_uris_need_a_host_and_a_path() {
+        assert_eq!(parse_uri("s3://bucket/m.onnx"), Ok(ModelUri::Remote("s3://bucket/m.onnx".into())));
+        assert_eq!(
+            parse_uri("https://host/"),
+            Err("model.uri \"https://host/\" needs a host or bucket and a path".into())
+        );
+    }
+
+    #[test]
+    fn pvc_uris_split_into_claim_and_path() {
+        assert_eq!(
+            parse_uri("pvc://models/digits/model.onnx"),
+            Ok(ModelUri::Pvc { claim: "models".into(), path: "digits/model.onnx".into() })
+        );
+        assert!(parse_uri("pvc://models/").is_err());
+        assert_eq!(
+            parse_uri("pvc://models/../etc/passwd"),
+            Err("model.uri \"pvc://models/../etc/passwd\" must not contain '..'".into())
+        );
+    }
+
+    #[test]
+    fn file_uris_are_absolute_paths_in_the_image() {
+        assert_eq!(parse_uri("file:///opt/models/m.onnx"), Ok(ModelUri::File("/opt/models/m.onnx".into())));
+        assert_eq!(
+            parse_uri("ftp://x/y"),
+            Err("model.uri scheme \"ftp\" is not one of https, s3, gs, pvc, file".into())
+        );
+    }
+
+    #[test]
+    fn replicas_and_autoscaling_together_are_refused() {
+        let mut s = spec("s3://b/m.onnx");
+        s.replicas = Some(2);
+        s.autoscaling = Some(Autoscaling {
+            min_replicas: 1,
+            max_replicas: 3,
+            target_cpu_utilization_percentage: None,
+            target_in_flight_requests: None,
+        });
+        assert_eq!(validate(&s), Err("set either replicas or autoscaling, not both".into()));
+    }
+
+    #[test]
+    fn autoscaling_min_above_max_is_refused() {
+        let mut s = spec("s3://b/m.onnx");
+        s.autoscaling = Some(Autoscaling {
+            min_replicas: 5,
+            max_replicas: 3,
+            target_cpu_utilization_percentage: Some(70),
+            target_in_flight_requests: None,
+        });
+        assert_eq!(
+            validate(&s),
+            Err("autoscaling.minReplicas (5) must not exceed autoscaling.maxReplicas (3)".into())
+        );
+        let _ = ModelSource { name: None, uri: String::new(), sha256: None, version: 1 };
+    }
+}

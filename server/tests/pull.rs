@@ -1,0 +1,240 @@
+//! `kubeinfer-server pull`, the real binary, against a local HTTP server that misbehaves on purpose and
+//! against a real S3 API on loopback (moto).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn content() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Serves `content()` at /model.onnx (with Range support), 404 elsewhere, always cuts /cut half-way, and
+/// cuts /flaky only on its first request.
+async fn misbehaving_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let flaky_hits = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let flaky_hits = flaky_hits.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let from: usize = request
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("range: bytes=")
+                            .map(|r| r.trim_end_matches('-').to_string())
+                    })
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                let body = content();
+                let cut =
+                    path == "/cut" || (path == "/flaky" && flaky_hits.fetch_add(1, Ordering::SeqCst) == 0);
+                let response = match path.as_str() {
+                    "/model.onnx" | "/cut" | "/flaky" if from > 0 => {
+                        let head = format!(
+                            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\nConnection: close\r\n\r\n",
+                            body.len() - from,
+                            body.len() - 1,
+                            body.len()
+                        );
+                        [head.as_bytes(), &body[from..]].concat()
+                    }
+                    "/model.onnx" | "/cut" | "/flaky" => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let end = if cut { body.len() / 2 } else { body.len() };
+                        [head.as_bytes(), &body[..end]].concat()
+                    }
+                    _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                };
+                let _ = socket.write_all(&response).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn pull(uri: &str, dest: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(common::server_binary())
+        .args(["pull", "--uri", uri, "--dest"])
+        .arg(dest)
+        .args(extra)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Files in `dir`, to show that nothing half-written is left behind.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_is_fetched_verified_and_renamed_into_place() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("digits/1/model.onnx");
+    let out = pull(&format!("http://{addr}/model.onnx"), &dest, &["--sha256", &sha(&content())], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
+    assert_eq!(files_in(&dir.path().join("digits/1")), vec![dest]);
+    assert!(stderr(&out).contains("model pulled"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_model_fails_at_once_with_404() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.onnx");
+    let started = std::time::Instant::now();
+    let out = pull(&format!("http://{addr}/nope.onnx"), &dest, &[], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("http://{addr}/nope.onnx does not exist (404)")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "a 404 was retried");
+    assert!(files_in(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_checksum_fails_and_leaves_no_file() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.onnx");
+    let wrong = "0".repeat(64);
+    let out = pull(&format!("http://{addr}/model.onnx"), &dest, &["--sha256", &wrong], &[]);
+    assert!(!out.status.success());
+    let message = format!("checksum mismatch: expected sha256 {wrong}, got {}", sha(&content()));
+    assert!(stderr(&out).contains(&message), "{}", stderr(&out));
+    assert!(files_in(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_body_every_time_fails_as_truncated() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.onnx");
+    // The first attempt gets half; a resumed attempt gets the rest, so cut the resume off with --retries 0.
+    let out = pull(&format!("http://{addr}/cut"), &dest, &["--retries", "0"], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("truncated download: received 150000 of 300000 bytes"), "{err}");
+    assert!(err.contains("(gave up after 1 attempts)"), "{err}");
+    assert!(files_in(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_connection_is_retried_and_resumed_where_it_stopped() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.onnx");
+    let out = pull(&format!("http://{addr}/flaky"), &dest, &["--sha256", &sha(&content())], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
+    assert!(stderr(&out).contains("download interrupted; retrying"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_file_uri_copies_from_the_local_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.onnx");
+    std::fs::write(&src, content()).unwrap();
+    let dest = dir.path().join("out/model.onnx");
+    let out = pull(&format!("file://{}", src.display()), &dest, &["--sha256", &sha(&content())], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
+}
+
+/// moto's S3 server on a free loopback port, stopped on drop.
+struct Moto(std::process::Child, u16);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn moto(venv: &Path) -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(venv.join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server starts");
+    let server = Moto(child, port);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("moto_server did not listen on {port}");
+}
+
+#[test]
+fn an_s3_model_is_fetched_with_credentials_from_the_environment() {
+    let Some(venv) = common::test_venv() else { return };
+    let s3 = moto(&venv);
+    let endpoint = format!("http://127.0.0.1:{}", s3.1);
+    let dir = tempfile::tempdir().unwrap();
+    let object = dir.path().join("object.onnx");
+    std::fs::write(&object, content()).unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let script = format!(
+        "import boto3; s3 = boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
+         aws_access_key_id='test', aws_secret_access_key='test'); s3.create_bucket(Bucket='models'); \
+         s3.upload_file('{}', 'models', 'digits/1/model.onnx')",
+        object.display()
+    );
+    let put = Command::new(venv.join("bin/python")).args(["-c", &script]).output().unwrap();
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+
+    let dest = dir.path().join("pulled/model.onnx");
+    let out = pull("s3://models/digits/1/model.onnx", &dest, &["--sha256", &sha(&content())], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
+
+    let missing = pull("s3://models/digits/9/model.onnx", &dir.path().join("x.onnx"), &[], &env);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("s3://models/digits/9/model.onnx does not exist (404)"),
+        "{}",
+        stderr(&missing)
+    );
+}
