@@ -26,6 +26,66 @@ pub enum Command {
     /// Fetch a model file (the operator's init container runs this): https://, s3://, gs:// or file://,
     /// written atomically, checksum verified, transient failures retried.
     Pull(PullArgs),
+    /// Apply the prediction log's database migrations and exit (for those who run them as a Job;
+    /// `serve` also applies them at start-up).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+}
+
+/// The prediction log (Postgres). Off when DATABASE_URL is unset.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL for the prediction log, e.g. postgres://user:pass@host/db. Unset: no prediction log,
+    /// and the /api routes answer 503.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "KUBEINFER_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+
+    /// Rows the prediction log buffers while the database is slow or down; beyond it rows are dropped
+    /// (and counted in kubeinfer_prediction_log_dropped_total).
+    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_BUFFER", default_value_t = 100_000)]
+    pub prediction_log_buffer: usize,
+
+    /// Most rows per insert.
+    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_BATCH", default_value_t = 2000)]
+    pub prediction_log_batch: usize,
+
+    /// Longest a row waits before its batch is written.
+    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_FLUSH_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
+    pub prediction_log_flush_interval: Duration,
+
+    /// At shutdown, how long the writer keeps trying to flush before it gives the remaining rows up.
+    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub prediction_log_shutdown_grace: Duration,
+
+    /// What of each request to keep: `off`, `digest` (SHA-256 and size of the body) or `full` (the JSON
+    /// request when it is at most --log-payload-max-bytes, else its digest).
+    #[arg(long, env = "KUBEINFER_LOG_PAYLOADS", value_enum, default_value_t = PayloadMode::Off)]
+    pub log_payloads: PayloadMode,
+
+    /// Largest request body kept whole with --log-payloads full.
+    #[arg(long, env = "KUBEINFER_LOG_PAYLOAD_MAX_BYTES", default_value_t = 16 * 1024)]
+    pub log_payload_max_bytes: usize,
+
+    /// How long /api/models/{m}/stats and /api/models keep an aggregate before querying again.
+    #[arg(long, env = "KUBEINFER_STATS_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub stats_cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayloadMode {
+    Off,
+    Digest,
+    Full,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +165,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub batching: BatchingArgs,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Where to run models: `cpu`, or `cuda` / `cuda:N` for ONNX Runtime's CUDA execution provider
     /// (needs the onnxruntime-gpu library). If CUDA cannot be used, start-up fails rather than

@@ -51,7 +51,16 @@ pub enum Error {
     #[error("model '{0}' is not ready")]
     NotReady(String),
 
+    #[error("the prediction log is not configured: start the server with DATABASE_URL to use /api")]
+    PredictionLogDisabled,
+    #[error("the prediction log database is unavailable: {0}")]
+    DatabaseUnavailable(String),
+    #[error("prediction {0} does not exist")]
+    PredictionNotFound(String),
+
     // --- the server's own failures (5xx) ---
+    #[error("database: {0}")]
+    Database(String),
     #[error("inference failed for model '{model}': {reason}")]
     Inference { model: String, reason: String },
 }
@@ -65,9 +74,13 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::QueueFull { .. } | Error::Timeout { .. } | Error::ShuttingDown | Error::NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::PredictionNotFound(_) => StatusCode::NOT_FOUND,
+            Error::QueueFull { .. }
+            | Error::Timeout { .. }
+            | Error::ShuttingDown
+            | Error::NotReady(_)
+            | Error::PredictionLogDisabled
+            | Error::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +91,24 @@ impl Error {
             Error::QueueFull { .. } | Error::Timeout { .. } => Some(1),
             Error::ShuttingDown | Error::NotReady(_) => Some(5),
             _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    /// A database that cannot be reached is a 503 (try again); anything else it says is the server's bug.
+    fn from(e: sqlx::Error) -> Error {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Error::DatabaseUnavailable(e.to_string()),
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+            {
+                Error::DatabaseUnavailable(e.to_string())
+            }
+            other => Error::Database(other.to_string()),
         }
     }
 }

@@ -32,6 +32,7 @@ fn main() -> std::process::ExitCode {
             Command::Pull(args) => {
                 kubeinfer_server::pull::run(&args).await?;
             }
+            Command::Migrate(args) => kubeinfer_server::db::migrate_url(&args.database_url).await?,
         }
         Ok(())
     });

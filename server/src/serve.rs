@@ -8,6 +8,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::ServeArgs;
+use crate::db::PredictionLog;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::runtime::{self, ORT_VERSION};
@@ -24,7 +25,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     defaults.validate().map_err(|reason| Error::ModelConfig { path: "command line".into(), reason })?;
 
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
-    let state = Arc::new(AppState::new(metrics.clone(), args.max_body_bytes));
+    let predictions = match &args.database.database_url {
+        Some(url) => Some(PredictionLog::start(url, &args.database, &metrics)?),
+        None => {
+            tracing::info!("no DATABASE_URL: the prediction log is off");
+            None
+        }
+    };
+    let state = Arc::new(AppState::new(metrics.clone(), args.max_body_bytes, predictions.clone()));
     let addr = SocketAddr::new(args.http_host, args.http_port);
     let listener =
         TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
@@ -64,8 +72,11 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     tracing::info!(models = registry.all().count(), "all models loaded; ready");
 
     let served = server.await;
-    // Every accepted request has been answered; stop the instance threads.
+    // Every accepted request has been answered; stop the instance threads and flush the log.
     tokio::task::spawn_blocking(move || registry.shutdown()).await.ok();
+    if let Some(log) = predictions {
+        log.shutdown().await;
+    }
     match served {
         Ok(Ok(())) => {
             tracing::info!("stopped");

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crate::db::PredictionLog;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -10,14 +11,26 @@ use crate::registry::Registry;
 pub struct AppState {
     registry: OnceLock<Arc<Registry>>,
     pub metrics: Arc<Metrics>,
+    /// The prediction log, when DATABASE_URL is set.
+    pub predictions: Option<Arc<PredictionLog>>,
     shutting_down: AtomicBool,
     /// Largest request body accepted (413 above it).
     pub max_body_bytes: usize,
 }
 
 impl AppState {
-    pub fn new(metrics: Arc<Metrics>, max_body_bytes: usize) -> AppState {
-        AppState { registry: OnceLock::new(), metrics, shutting_down: AtomicBool::new(false), max_body_bytes }
+    pub fn new(
+        metrics: Arc<Metrics>,
+        max_body_bytes: usize,
+        predictions: Option<Arc<PredictionLog>>,
+    ) -> AppState {
+        AppState {
+            registry: OnceLock::new(),
+            metrics,
+            predictions,
+            shutting_down: AtomicBool::new(false),
+            max_body_bytes,
+        }
     }
 
     /// Publishes the loaded models; from now on the server is ready (until shutdown begins).

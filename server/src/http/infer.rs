@@ -12,9 +12,11 @@ use axum::routing::post;
 
 use super::SharedState;
 use super::models::ModelPath;
+use super::prediction_log::{self, LogEntry};
 use crate::error::Error;
 use crate::protocol::binary::HEADER_LENGTH;
 use crate::protocol::{decode_request, encode_response};
+use crate::registry::{InferOutcome, ServedModel};
 
 pub fn router(max_body_bytes: usize) -> Router<SharedState> {
     Router::new()
@@ -35,29 +37,41 @@ async fn infer(
         StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: state.max_body_bytes },
         _ => Error::BadRequest(format!("cannot read the request body: {}", rejection.body_text())),
     })?;
-    let header_length = match headers.get(HEADER_LENGTH).map(HeaderValue::to_str) {
-        None => None,
-        Some(Ok(v)) => Some(v),
-        Some(Err(_)) => {
-            return Err(Error::BadRequest("Inference-Header-Content-Length is not ASCII".into()));
-        }
-    };
-    let request = decode_request(&body, header_length).map_err(|message| {
-        model.metrics.invalid.inc();
-        Error::BadRequest(message)
-    })?;
-    drop(body);
-    let id = request.id.clone().filter(|id| !id.is_empty());
-    let outcome = model.infer(request).await?;
-    let version = model.info.version.to_string();
-    let encoded = encode_response(&model.info.name, &version, id.as_deref(), &outcome.outputs);
-
+    let mut request_id = None;
+    let result = answer(&model, &headers, &body, &mut request_id).await;
+    if let Some(log) = &state.predictions {
+        let entry = LogEntry { model: &model, headers: &headers, body: &body, request_id, started };
+        log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
+    }
+    let (response, outcome) = result?;
     let total = started.elapsed();
     let m = &model.metrics;
     m.success.inc();
     m.duration.observe(total.as_secs_f64());
     m.overhead.observe(total.saturating_sub(outcome.queue_time + outcome.compute_time).as_secs_f64());
+    Ok(response)
+}
 
+/// Decodes, infers and encodes; `request_id` receives the request's `id` once it is known.
+async fn answer(
+    model: &ServedModel,
+    headers: &HeaderMap,
+    body: &Bytes,
+    request_id: &mut Option<String>,
+) -> Result<(Response, InferOutcome), Error> {
+    let header_length = match headers.get(HEADER_LENGTH).map(HeaderValue::to_str) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return Err(Error::BadRequest("Inference-Header-Content-Length is not ASCII".into())),
+    };
+    let request = decode_request(body, header_length).map_err(|message| {
+        model.metrics.invalid.inc();
+        Error::BadRequest(message)
+    })?;
+    *request_id = request.id.clone().filter(|id| !id.is_empty());
+    let outcome = model.infer(request).await?;
+    let version = model.info.version.to_string();
+    let encoded = encode_response(&model.info.name, &version, request_id.as_deref(), &outcome.outputs);
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header("x-queue-time-us", outcome.queue_time.as_micros() as u64)
@@ -67,8 +81,9 @@ async fn infer(
         Some(n) => response.header(header::CONTENT_TYPE, "application/octet-stream").header(HEADER_LENGTH, n),
         None => response.header(header::CONTENT_TYPE, "application/json"),
     };
-    response.body(Body::from(encoded.body)).map_err(|e| Error::Inference {
+    let response = response.body(Body::from(encoded.body)).map_err(|e| Error::Inference {
         model: model.info.name.clone(),
         reason: format!("cannot build the response: {e}"),
-    })
+    })?;
+    Ok((response, outcome))
 }

@@ -1,8 +1,10 @@
 //! The HTTP API: routes, the shared error and metrics plumbing. Each feature module exposes `router()`.
 
+mod api;
 mod health;
 mod infer;
 mod models;
+mod prediction_log;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +25,7 @@ pub type SharedState = Arc<AppState>;
 pub fn app(state: SharedState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(api::router())
         .merge(models::router())
         .merge(infer::router(state.max_body_bytes))
         .route("/metrics", get(metrics))

@@ -18,6 +18,8 @@ use kubeinfer_server::state::AppState;
 use serde_json::Value;
 use tower::ServiceExt;
 
+pub mod db;
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -68,6 +70,16 @@ pub fn start(models: &[&str], settings: ModelSettings) -> TestApp {
 }
 
 pub fn start_with_body_limit(models: &[&str], settings: ModelSettings, max_body_bytes: usize) -> TestApp {
+    start_full(models, settings, max_body_bytes, None)
+}
+
+/// The app over `models`; with `database`, the prediction log too (call from inside a tokio runtime).
+pub fn start_full(
+    models: &[&str],
+    settings: ModelSettings,
+    max_body_bytes: usize,
+    database: Option<&kubeinfer_server::config::DatabaseArgs>,
+) -> TestApp {
     let library = runtime::library_path(None);
     let env = runtime::environment(&library).unwrap_or_else(|e| panic!("{e} (the tests need ONNX Runtime)"));
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
@@ -75,7 +87,11 @@ pub fn start_with_body_limit(models: &[&str], settings: ModelSettings, max_body_
     let registry = Arc::new(
         Registry::load(Some(repo.path()), &[], &settings, &env, Device::Cpu, &metrics).expect("models load"),
     );
-    let state = Arc::new(AppState::new(metrics, max_body_bytes));
+    let predictions = database.map(|args| {
+        let url = args.database_url.as_deref().expect("a database URL");
+        kubeinfer_server::db::PredictionLog::start(url, args, &metrics).expect("the prediction log starts")
+    });
+    let state = Arc::new(AppState::new(metrics, max_body_bytes, predictions));
     state.set_registry(registry.clone());
     TestApp { app: kubeinfer_server::http::app(state.clone()), state, registry, _repo: repo }
 }

@@ -1,0 +1,271 @@
+//! The prediction log's read queries. Each is built so that one index serves it (see the comments in
+//! server/migrations/), and a page with its feedback takes two queries, never one per row.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// A listed prediction (without its payload, which only the single-prediction route returns).
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct Prediction {
+    pub id: Uuid,
+    pub request_id: Option<String>,
+    pub model: String,
+    pub model_version: i64,
+    pub client_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub queue_us: i64,
+    pub compute_us: i64,
+    pub total_us: i64,
+    pub batch_size: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct Feedback {
+    pub id: i64,
+    pub prediction_id: Uuid,
+    pub label: Option<String>,
+    pub score: Option<f64>,
+    pub comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters of GET /api/predictions, already validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListFilter {
+    pub model: Option<String>,
+    pub client: Option<String>,
+    pub outcome: Option<OutcomeFilter>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutcomeFilter {
+    /// Every outcome but success: served by the partial failures index.
+    Failure,
+    Exactly(String),
+}
+
+/// A keyset position: the (created_at, id) of the last row of the previous page. Ties on created_at are
+/// broken by id, so every row is listed exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}.{}", self.created_at.timestamp_micros(), self.id))
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
+        let (micros, id) = text.split_once('.')?;
+        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        Some(Cursor { created_at, id: id.parse().ok()? })
+    }
+}
+
+/// The columns of `Prediction`, as a literal so that `concat!` can build static SQL from it.
+macro_rules! columns {
+    () => {
+        "id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome, error"
+    };
+}
+
+/// The SQL of a list query, with only the filters that are set, so the planner picks the matching index.
+pub fn list_query(f: &ListFilter) -> QueryBuilder<Postgres> {
+    let mut q = QueryBuilder::new(concat!("SELECT ", columns!(), " FROM predictions WHERE true"));
+    if let Some(model) = &f.model {
+        q.push(" AND model = ").push_bind(model);
+    }
+    if let Some(client) = &f.client {
+        q.push(" AND client_id = ").push_bind(client);
+    }
+    match &f.outcome {
+        // Written as the partial index's own predicate, so the planner can use it.
+        Some(OutcomeFilter::Failure) => {
+            q.push(" AND outcome <> 'success'");
+        }
+        Some(OutcomeFilter::Exactly(o)) => {
+            q.push(" AND outcome = ").push_bind(o);
+        }
+        None => {}
+    }
+    if let Some(since) = f.since {
+        q.push(" AND created_at >= ").push_bind(since);
+    }
+    if let Some(until) = f.until {
+        q.push(" AND created_at < ").push_bind(until);
+    }
+    if let Some(c) = f.after {
+        q.push(" AND (created_at, id) < (").push_bind(c.created_at).push(", ").push_bind(c.id).push(")");
+    }
+    // One row more than asked for says whether there is a next page.
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(f.limit + 1);
+    q
+}
+
+/// A page and the cursor of the next one.
+pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<(Vec<Prediction>, Option<Cursor>), sqlx::Error> {
+    let mut rows: Vec<Prediction> = list_query(f).build_query_as().fetch_all(pool).await?;
+    let limit = usize::try_from(f.limit).unwrap_or(0);
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        rows.last().map(|r| Cursor { created_at: r.created_at, id: r.id })
+    });
+    Ok((rows, next.flatten()))
+}
+
+pub const FEEDBACK_FOR: &str = "SELECT id, prediction_id, label, score, comment, created_at FROM feedback \
+     WHERE prediction_id = ANY($1) ORDER BY prediction_id, created_at, id";
+
+/// The feedback of every prediction in `ids`, in one query.
+pub async fn feedback_for(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Feedback>, sqlx::Error> {
+    sqlx::query_as(FEEDBACK_FOR).bind(ids).fetch_all(pool).await
+}
+
+/// One prediction with its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct PredictionDetail {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub prediction: Prediction,
+    pub payload: Option<serde_json::Value>,
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<PredictionDetail>, sqlx::Error> {
+    sqlx::query_as(concat!("SELECT ", columns!(), ", payload FROM predictions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Adds feedback; `None` when the prediction does not exist.
+pub async fn add_feedback(
+    pool: &PgPool,
+    prediction: Uuid,
+    label: Option<&str>,
+    score: Option<f64>,
+    comment: Option<&str>,
+) -> Result<Option<Feedback>, sqlx::Error> {
+    // The existence check and the insert are one statement: no race with a concurrent delete.
+    sqlx::query_as(
+        "INSERT INTO feedback (prediction_id, label, score, comment) \
+         SELECT id, $2, $3, $4 FROM predictions WHERE id = $1 \
+         RETURNING id, prediction_id, label, score, comment, created_at",
+    )
+    .bind(prediction)
+    .bind(label)
+    .bind(score)
+    .bind(comment)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Aggregates over a window: request count, error rate, latency percentiles of successes, mean batch.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct Stats {
+    pub count: i64,
+    pub errors: i64,
+    pub p50_us: Option<f64>,
+    pub p95_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub mean_batch_size: Option<f64>,
+}
+
+macro_rules! aggregates {
+    () => {
+        "count(*)::int8 AS count, \
+     count(*) FILTER (WHERE outcome <> 'success')::int8 AS errors, \
+     percentile_cont(0.5) WITHIN GROUP (ORDER BY total_us) FILTER (WHERE outcome = 'success') AS p50_us, \
+     percentile_cont(0.95) WITHIN GROUP (ORDER BY total_us) FILTER (WHERE outcome = 'success') AS p95_us, \
+     percentile_cont(0.99) WITHIN GROUP (ORDER BY total_us) FILTER (WHERE outcome = 'success') AS p99_us, \
+     (avg(batch_size) FILTER (WHERE outcome = 'success'))::float8 AS mean_batch_size"
+    };
+}
+
+pub const MODEL_STATS: &str = concat!(
+    "SELECT ",
+    aggregates!(),
+    " FROM predictions WHERE model = $1 AND created_at >= now() - make_interval(secs => $2)"
+);
+
+pub async fn model_stats(pool: &PgPool, model: &str, window_seconds: f64) -> Result<Stats, sqlx::Error> {
+    sqlx::query_as(MODEL_STATS).bind(model).bind(window_seconds).fetch_one(pool).await
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct ModelStats {
+    pub model: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub stats: Stats,
+}
+
+pub const ALL_MODELS_STATS: &str = concat!(
+    "SELECT model, ",
+    aggregates!(),
+    " FROM predictions WHERE created_at >= now() - make_interval(secs => $1) GROUP BY model ORDER BY model"
+);
+
+/// Every model's stats in one query.
+pub async fn all_models_stats(pool: &PgPool, window_seconds: f64) -> Result<Vec<ModelStats>, sqlx::Error> {
+    sqlx::query_as(ALL_MODELS_STATS).bind(window_seconds).fetch_all(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("not-a-cursor"), None);
+        assert_eq!(Cursor::decode(""), None);
+    }
+
+    #[test]
+    fn only_the_filters_given_appear_in_the_query() {
+        let f = ListFilter {
+            model: Some("digits".into()),
+            outcome: Some(OutcomeFilter::Failure),
+            limit: 50,
+            ..Default::default()
+        };
+        assert_eq!(
+            list_query(&f).sql().as_str(),
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM predictions WHERE true AND model = $1 AND outcome <> 'success' ",
+                "ORDER BY created_at DESC, id DESC LIMIT $2"
+            )
+        );
+    }
+
+    #[test]
+    fn a_cursor_becomes_a_row_comparison_on_the_sort_key() {
+        let c = Cursor { created_at: Utc::now(), id: Uuid::nil() };
+        let f = ListFilter { after: Some(c), limit: 10, ..Default::default() };
+        assert!(
+            list_query(&f)
+                .sql()
+                .as_str()
+                .ends_with("AND (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3")
+        );
+    }
+}

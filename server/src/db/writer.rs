@@ -1,0 +1,139 @@
+//! The prediction log's background writer: rows arrive on a bounded channel (the request path never
+//! waits), and leave in multi-row INSERTs of up to `batch` rows or every `interval`, whichever comes first.
+//! While the database is down the current batch is retried with backoff; new rows wait in the channel,
+//! and once it is full they are dropped and counted. The pool reconnects by itself.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use prometheus::{Histogram, IntCounter};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::timed;
+
+/// One logged inference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionRow {
+    pub id: Uuid,
+    pub request_id: Option<String>,
+    pub model: String,
+    pub model_version: i64,
+    pub client_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub queue_us: i64,
+    pub compute_us: i64,
+    pub total_us: i64,
+    pub batch_size: i32,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub payload: Option<serde_json::Value>,
+}
+
+#[derive(Clone)]
+pub struct WriterMetrics {
+    pub written: IntCounter,
+    pub dropped: IntCounter,
+    pub flush_rows: Histogram,
+    pub flush_duration: Histogram,
+    pub query_duration: prometheus::HistogramVec,
+}
+
+pub struct Writer {
+    pub pool: PgPool,
+    pub batch: usize,
+    pub interval: Duration,
+    /// How long the final flush may keep retrying at shutdown before it gives the rows up.
+    pub shutdown_grace: Duration,
+    pub metrics: WriterMetrics,
+}
+
+const INSERT: &str = "INSERT INTO predictions (id, request_id, model, model_version, client_id, created_at, \
+     queue_us, compute_us, total_us, batch_size, outcome, error, payload) \
+     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::timestamptz[], \
+     $7::int8[], $8::int8[], $9::int8[], $10::int4[], $11::text[], $12::text[], $13::jsonb[]) \
+     ON CONFLICT (id) DO NOTHING";
+
+impl Writer {
+    /// Runs until every sender is gone and the last rows are flushed (or given up after the grace time).
+    pub async fn run(self, mut rx: mpsc::Receiver<PredictionRow>) {
+        let mut batch = Vec::with_capacity(self.batch);
+        let mut closing: Option<Instant> = None;
+        loop {
+            if rx.recv_many(&mut batch, self.batch).await == 0 {
+                break;
+            }
+            let deadline = tokio::time::Instant::now() + self.interval;
+            while batch.len() < self.batch {
+                let room = self.batch - batch.len();
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            self.flush(&batch, &rx, &mut closing).await;
+            batch.clear();
+        }
+        tracing::info!("prediction log writer stopped");
+    }
+
+    /// Inserts `rows`, retrying while the database is unavailable. Once the channel is closed (shutdown),
+    /// retries stop after the grace time and the rows still unwritten are counted as dropped.
+    async fn flush(
+        &self,
+        rows: &[PredictionRow],
+        rx: &mpsc::Receiver<PredictionRow>,
+        closing: &mut Option<Instant>,
+    ) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            match timed(&self.metrics.query_duration, "insert_predictions", insert(&self.pool, rows)).await {
+                Ok(()) => {
+                    self.metrics.flush_duration.observe(started.elapsed().as_secs_f64());
+                    self.metrics.flush_rows.observe(rows.len() as f64);
+                    self.metrics.written.inc_by(rows.len() as u64);
+                    return;
+                }
+                Err(e) => {
+                    if rx.is_closed() {
+                        let give_up = *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace);
+                        if Instant::now() >= give_up {
+                            tracing::error!(error = %e, rows = rows.len(), "prediction log rows dropped at shutdown");
+                            self.metrics.dropped.inc_by(rows.len() as u64);
+                            return;
+                        }
+                    }
+                    tracing::warn!(error = %e, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "prediction log write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+fn column<T>(rows: &[PredictionRow], f: impl Fn(&PredictionRow) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+async fn insert(pool: &PgPool, rows: &[PredictionRow]) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT)
+        .bind(column(rows, |r| r.id))
+        .bind(column(rows, |r| r.request_id.clone()))
+        .bind(column(rows, |r| r.model.clone()))
+        .bind(column(rows, |r| r.model_version))
+        .bind(column(rows, |r| r.client_id.clone()))
+        .bind(column(rows, |r| r.created_at))
+        .bind(column(rows, |r| r.queue_us))
+        .bind(column(rows, |r| r.compute_us))
+        .bind(column(rows, |r| r.total_us))
+        .bind(column(rows, |r| r.batch_size))
+        .bind(column(rows, |r| r.outcome))
+        .bind(column(rows, |r| r.error.clone()))
+        .bind(column(rows, |r| r.payload.clone()))
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Turns one answered inference request into its prediction-log row.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::config::PayloadMode;
+use crate::db::PredictionRow;
+use crate::error::Error;
+use crate::protocol::binary::HEADER_LENGTH;
+use crate::registry::{InferOutcome, ServedModel};
+
+/// The header a caller may set to be findable in the log (GET /api/predictions?client=...).
+pub const CLIENT_ID: &str = "x-client-id";
+
+pub struct LogEntry<'a> {
+    pub model: &'a ServedModel,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+    pub request_id: Option<String>,
+    pub started: Instant,
+}
+
+/// The outcome label of a failed request, as stored (and as the metrics name it).
+pub fn outcome_of(error: &Error) -> &'static str {
+    match error {
+        Error::BadRequest(_) | Error::PayloadTooLarge { .. } => "invalid",
+        Error::QueueFull { .. } | Error::ShuttingDown | Error::NotReady(_) => "rejected",
+        Error::Timeout { .. } => "timeout",
+        _ => "error",
+    }
+}
+
+pub fn row<T>(
+    e: LogEntry,
+    result: &Result<(T, InferOutcome), Error>,
+    mode: PayloadMode,
+    max_bytes: usize,
+) -> PredictionRow {
+    let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    let (outcome, error, queue, compute, batch) = match result {
+        Ok((_, o)) => ("success", None, micros(o.queue_time), micros(o.compute_time), o.batch_rows),
+        Err(err) => (outcome_of(err), Some(err.to_string()), 0, 0, 0),
+    };
+    PredictionRow {
+        id: Uuid::now_v7(),
+        request_id: e.request_id,
+        model: e.model.info.name.clone(),
+        model_version: i64::try_from(e.model.info.version).unwrap_or(i64::MAX),
+        client_id: e
+            .headers
+            .get(CLIENT_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect()),
+        created_at: Utc::now(),
+        queue_us: queue,
+        compute_us: compute,
+        total_us: micros(e.started.elapsed()),
+        batch_size: i32::try_from(batch).unwrap_or(i32::MAX),
+        outcome,
+        error,
+        payload: payload(mode, max_bytes, e.headers, e.body),
+    }
+}
+
+/// `digest`: SHA-256 and size. `full`: the request itself when it is JSON only and small enough, else
+/// the digest (binary tensors are not worth a JSON column).
+fn payload(
+    mode: PayloadMode,
+    max_bytes: usize,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<serde_json::Value> {
+    let digest = || serde_json::json!({"sha256": format!("{:x}", Sha256::digest(body)), "bytes": body.len()});
+    match mode {
+        PayloadMode::Off => None,
+        PayloadMode::Digest => Some(digest()),
+        PayloadMode::Full if body.len() <= max_bytes && !headers.contains_key(HEADER_LENGTH) => {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .map(|request| serde_json::json!({"request": request}))
+                .or_else(|| Some(digest()))
+        }
+        PayloadMode::Full => Some(digest()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_records_the_hash_and_size_and_full_keeps_small_json() {
+        let body = Bytes::from_static(br#"{"inputs":[]}"#);
+        let headers = HeaderMap::new();
+        assert_eq!(payload(PayloadMode::Off, 100, &headers, &body), None);
+        assert_eq!(
+            payload(PayloadMode::Digest, 100, &headers, &body),
+            Some(serde_json::json!({"sha256": format!("{:x}", Sha256::digest(&body)), "bytes": 13}))
+        );
+        assert_eq!(
+            payload(PayloadMode::Full, 100, &headers, &body),
+            Some(serde_json::json!({"request": {"inputs": []}}))
+        );
+        assert_eq!(payload(PayloadMode::Full, 5, &headers, &body).unwrap()["bytes"], 13);
+    }
+
+    #[test]
+    fn failures_are_labelled_by_kind() {
+        assert_eq!(outcome_of(&Error::BadRequest("x".into())), "invalid");
+        assert_eq!(outcome_of(&Error::QueueFull { model: "m".into(), capacity: 1 }), "rejected");
+        assert_eq!(outcome_of(&Error::Inference { model: "m".into(), reason: "r".into() }), "error");
+    }
+}

@@ -1,0 +1,63 @@
+//! A PostgreSQL cluster shared by the tests of one test binary, a fresh database per test, and the app
+//! wired to it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kubeinfer_server::config::{DatabaseArgs, PayloadMode};
+use kubeinfer_server::db::PredictionLog;
+use kubeinfer_tests::postgres::{Postgres, TEST_SETTINGS};
+use sqlx::PgPool;
+
+use super::TestApp;
+
+static CLUSTER: OnceLock<Postgres> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+pub fn cluster() -> &'static Postgres {
+    CLUSTER.get_or_init(|| Postgres::start(TEST_SETTINGS))
+}
+
+/// A new database on the shared cluster; its URL.
+pub fn fresh_database() -> String {
+    let name = format!("t{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    cluster().create_database(&name)
+}
+
+pub fn args(url: &str) -> DatabaseArgs {
+    DatabaseArgs {
+        database_url: Some(url.to_string()),
+        db_max_connections: 4,
+        prediction_log_buffer: 10_000,
+        prediction_log_batch: 500,
+        prediction_log_flush_interval: Duration::from_millis(20),
+        prediction_log_shutdown_grace: Duration::from_secs(2),
+        log_payloads: PayloadMode::Digest,
+        log_payload_max_bytes: 16 * 1024,
+        stats_cache_ttl: Duration::from_secs(300),
+    }
+}
+
+/// The app over `models` with the prediction log on `args`, migrations applied before it returns.
+pub async fn start_with_log(models: &[&str], args: DatabaseArgs) -> (TestApp, Arc<PredictionLog>, PgPool) {
+    let url = args.database_url.clone().expect("a database URL");
+    let pool = PgPool::connect(&url).await.expect("connect");
+    kubeinfer_server::db::migrate(&pool).await.expect("migrate");
+    let app = super::start_full(models, super::defaults(), 32 * 1024 * 1024, Some(&args));
+    let log = app.state.predictions.clone().expect("the log is on");
+    (app, log, pool)
+}
+
+/// Polls `sql` (a count) until it reaches `want`, for at most 10 seconds.
+pub async fn wait_for_count(pool: &PgPool, sql: &'static str, want: i64) -> i64 {
+    let mut n = 0;
+    for _ in 0..200 {
+        n = sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or(-1);
+        if n >= want {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n
+}

@@ -1,0 +1,194 @@
+//! The prediction log's writer and migrations against a real PostgreSQL: every inference lands in the
+//! table, an outage never fails an inference and heals by itself, migrations are safe to run from several
+//! replicas at once, and index migrations do not block writes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use common::db::{args, fresh_database, start_with_log, wait_for_count};
+use kubeinfer_tests::postgres::{Postgres, TEST_SETTINGS};
+use serde_json::json;
+use sqlx::{PgPool, Row};
+
+fn affine(id: &str) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"id": id, "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": vec![0; 8]}]}),
+    )
+    .unwrap()
+}
+
+async fn infer(app: &common::TestApp, id: &str, client: Option<&str>) -> u16 {
+    let mut request = Request::post("/v2/models/affine/infer");
+    if let Some(c) = client {
+        request = request.header("x-client-id", c);
+    }
+    app.send(request.body(Body::from(affine(id))).unwrap()).await.status.as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inference_is_logged_with_its_timings_outcome_and_client() {
+    let (app, _log, pool) = start_with_log(&["affine"], args(&fresh_database())).await;
+    assert_eq!(infer(&app, "ok-1", Some("team-a")).await, 200);
+    let bad = json!({"id": "bad-1", "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [0, 0, 0]}]});
+    assert_eq!(app.post_json("/v2/models/affine/infer", &bad).await.status, 400);
+    assert_eq!(wait_for_count(&pool, "SELECT count(*) FROM predictions", 2).await, 2);
+
+    let ok =
+        sqlx::query("SELECT * FROM predictions WHERE request_id = 'ok-1'").fetch_one(&pool).await.unwrap();
+    assert_eq!(ok.get::<String, _>("model"), "affine");
+    assert_eq!(ok.get::<i64, _>("model_version"), 2);
+    assert_eq!(ok.get::<Option<String>, _>("client_id").as_deref(), Some("team-a"));
+    assert_eq!(ok.get::<String, _>("outcome"), "success");
+    assert_eq!(ok.get::<i32, _>("batch_size"), 2);
+    assert!(ok.get::<i64, _>("total_us") >= ok.get::<i64, _>("compute_us"));
+    let payload: serde_json::Value = ok.get("payload");
+    assert_eq!(payload["bytes"], affine("ok-1").len());
+
+    let bad =
+        sqlx::query("SELECT * FROM predictions WHERE request_id = 'bad-1'").fetch_one(&pool).await.unwrap();
+    assert_eq!(bad.get::<String, _>("outcome"), "invalid");
+    assert_eq!(
+        bad.get::<Option<String>, _>("error").as_deref(),
+        Some("input 'x' of model 'affine' needs shape [-1, 4] (-1: any size), but the request sent [1, 3]")
+    );
+    let m = app.metrics().await;
+    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_rows_written_total"), 2.0);
+    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_dropped_total"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_inference_still_answers_drops_are_counted_and_logging_resumes_when_it_returns() {
+    // A cluster of its own, so stopping it does not disturb the other tests.
+    let mut pg = Postgres::start(TEST_SETTINGS);
+    let url = pg.create_database("outage");
+    let mut a = args(&url);
+    // What can wait while the database is down: 4 rows in the channel and the writer's batch of 2.
+    a.prediction_log_buffer = 4;
+    a.prediction_log_batch = 2;
+    let (app, _log, pool) = start_with_log(&["affine"], a).await;
+    assert_eq!(infer(&app, "before", None).await, 200);
+    assert_eq!(wait_for_count(&pool, "SELECT count(*) FROM predictions", 1).await, 1);
+    pool.close().await;
+
+    pg.stop();
+    for i in 0..40 {
+        assert_eq!(
+            infer(&app, &format!("during-{i}"), None).await,
+            200,
+            "inference failed while the database was down"
+        );
+    }
+    let dropped = common::sample(&app.metrics().await, "kubeinfer_prediction_log_dropped_total");
+    assert!(dropped >= 34.0, "only {dropped} of 40 rows counted as dropped with room for 6");
+
+    pg.resume();
+    let pool = PgPool::connect(&url).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(infer(&app, &format!("after-{i}"), None).await, 200);
+    }
+    let after =
+        wait_for_count(&pool, "SELECT count(*) FROM predictions WHERE request_id LIKE 'after-%'", 3).await;
+    assert_eq!(after, 3, "rows logged after the database came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_migrating_at_once_take_turns_under_the_lock() {
+    let url = fresh_database();
+    let pools: Vec<PgPool> = futures::future::join_all((0..3).map(|_| PgPool::connect(&url)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let results = futures::future::join_all(pools.iter().map(kubeinfer_server::db::migrate)).await;
+    for r in results {
+        r.expect("every replica's migration succeeds");
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pools[0])
+        .await
+        .unwrap();
+    assert_eq!(applied, kubeinfer_server::db::MIGRATOR.iter().count() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrate_subcommand_applies_migrations_and_exits_zero() {
+    let url = fresh_database();
+    let out = std::process::Command::new(common::server_binary())
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pool = PgPool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('predictions', 'feedback')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 2);
+}
+
+/// Seeds `rows` predictions in one statement (fast enough for a million rows).
+pub async fn seed(pool: &PgPool, rows: i64) {
+    sqlx::query(
+        "INSERT INTO predictions (id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome) \
+         SELECT gen_random_uuid(), 'm' || (g % 4), 1, CASE WHEN g % 10 = 0 THEN 'c' || (g % 97) END, \
+                now() - make_interval(secs => g * 0.5), 10, 100, 200 + g % 1000, 1 + g % 8, \
+                CASE WHEN g % 50 = 0 THEN 'error' ELSE 'success' END \
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(rows)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn building_an_index_concurrently_on_a_large_table_does_not_block_inserts() {
+    let url = fresh_database();
+    let pool = PgPool::connect(&url).await.unwrap();
+    kubeinfer_server::db::migrate(&pool).await.unwrap();
+    seed(&pool, 1_000_000).await;
+    sqlx::query("DROP INDEX predictions_model_created_idx").execute(&pool).await.unwrap();
+    // The migration itself, as shipped.
+    let migration = std::fs::read_to_string(
+        common::workspace().join("server/migrations/0002_predictions_model_created_idx.sql"),
+    )
+    .unwrap();
+    let build_pool = pool.clone();
+    let started = Instant::now();
+    let build = tokio::spawn(async move {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(migration)).execute(&build_pool).await.unwrap();
+        Instant::now()
+    });
+    let mut latencies = Vec::new();
+    let mut during = 0;
+    while !build.is_finished() && started.elapsed() < Duration::from_secs(60) {
+        let t = Instant::now();
+        sqlx::query(
+            "INSERT INTO predictions (id, model, model_version, created_at, queue_us, compute_us, total_us, batch_size, outcome) \
+             VALUES (gen_random_uuid(), 'live', 1, now(), 1, 1, 1, 1, 'success')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        latencies.push(t.elapsed());
+        during += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let finished = build.await.unwrap();
+    let took = finished - started;
+    let worst = latencies.iter().max().copied().unwrap_or_default();
+    assert!(during >= 10, "only {during} inserts completed during a {took:?} index build");
+    assert!(worst < took / 2, "an insert waited {worst:?} during a {took:?} index build");
+    let valid: bool = sqlx::query_scalar(
+        "SELECT indisvalid FROM pg_index JOIN pg_class ON pg_class.oid = indexrelid WHERE relname = 'predictions_model_created_idx'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(valid);
+}

@@ -1,0 +1,196 @@
+//! A throwaway PostgreSQL cluster for tests and benchmarks: initdb in a temporary directory (through
+//! `runuser -u postgres` when running as root, since initdb refuses root), the server on a free loopback
+//! port, stopped on drop. A watchdog stops it too if the test process dies without dropping it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+    settings: Vec<String>,
+    server: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The PostgreSQL binaries: $PG_BIN, else Debian's 15.
+fn bin_dir() -> PathBuf {
+    std::env::var_os("PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
+
+/// `program args...`, as the postgres user when we are root.
+fn command(bin: &Path, program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// Settings for tests: durability off (a throwaway cluster), statement statistics on.
+pub const TEST_SETTINGS: &[&str] = &[
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "shared_preload_libraries=pg_stat_statements",
+    "pg_stat_statements.track=all",
+    "max_connections=300",
+];
+
+impl Postgres {
+    /// A new cluster with `settings` (`name=value`), started and accepting connections.
+    pub fn start(settings: &[&str]) -> Postgres {
+        let bin = bin_dir();
+        assert!(
+            bin.join("initdb").exists(),
+            "no initdb in {}: run scripts/test-deps.sh (or set PG_BIN)",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new().prefix("kubeinfer-pg-").tempdir().expect("a temp dir");
+        if is_root() {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+            assert!(status.is_ok_and(|s| s.success()), "cannot give the data directory to postgres");
+        }
+        let out = command(&bin, "initdb")
+            .args(["-D"])
+            .arg(dir.path().join("data"))
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .output()
+            .expect("initdb runs");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut pg = Postgres {
+            dir,
+            port: free_port(),
+            bin,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+            server: None,
+            watchdog: None,
+        };
+        pg.resume();
+        pg
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// URL of `database` (trust authentication, loopback).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Starts the server again (after `stop`), on the same port and data.
+    pub fn resume(&mut self) {
+        assert!(self.server.is_none(), "postgres is already running");
+        let mut cmd = command(&self.bin, "postgres");
+        cmd.arg("-D").arg(self.dir.path().join("data")).args(["-p", &self.port.to_string()]);
+        cmd.args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.dir.path().display()));
+        for s in &self.settings {
+            cmd.args(["-c", s]);
+        }
+        let log = std::fs::File::create(self.dir.path().join("postgres.log")).expect("log file");
+        use std::os::unix::process::CommandExt;
+        let child = cmd.stdout(Stdio::null()).stderr(log).process_group(0).spawn().expect("postgres starts");
+        self.watchdog = Some(watchdog(child.id()));
+        self.server = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ok = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("postgres did not start: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    /// Fast shutdown (SIGINT): clients are disconnected, the data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            signal_group(child.id(), "-INT");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            signal_group(child.id(), "-KILL");
+            let _ = child.wait();
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+
+    /// Runs SQL through psql against `database` (for set-up that needs no Rust driver).
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", database])
+            .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-t", "-A", "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A fresh, empty database; returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+        self.url(name)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `signal` to the process group led by `pid` (runuser and the postgres it started).
+fn signal_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill").args([signal, "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+}
+
+/// A shell that stops the postgres group once this test process is gone, even if it crashed.
+fn watchdog(pid: u32) -> Child {
+    let me = std::process::id();
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -INT -{pid} 2>/dev/null; sleep 5; kill -KILL -{pid} 2>/dev/null"
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the watchdog starts")
+}
