@@ -23,7 +23,7 @@ pub struct Applied<K> {
     pub written: bool,
 }
 
-fn hash<K: Serialize>(kind: &'static str, obj: &K) -> Result<String, Error> {
+pub(crate) fn hash<K: Serialize>(kind: &'static str, obj: &K) -> Result<String, Error> {
     let bytes = serde_json::to_vec(obj).map_err(|e| Error::Encode(kind, e))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }

@@ -87,10 +87,23 @@ pub fn compute(md: &ModelDeployment, observed: &Observed, now: &Time) -> ModelDe
     };
     let rolling = observed.deployment.is_some()
         && (updated < desired || replicas > desired || !deployment_observed(observed.deployment));
-    let progressing = if rolling {
-        condition("Progressing", true, reason::ROLLING_OUT, format!("{updated}/{desired} replicas updated"))
-    } else {
-        condition("Progressing", false, reason::ROLLED_OUT, "the Deployment is up to date".into())
+    let progressing = match (observed.deployment, invalid) {
+        (None, Some(p)) => {
+            condition("Progressing", false, p.reason, "nothing is rolled out from an invalid spec".into())
+        }
+        (None, None) => condition(
+            "Progressing",
+            false,
+            reason::DEPLOYMENT_MISSING,
+            "the Deployment does not exist yet".into(),
+        ),
+        _ if rolling => condition(
+            "Progressing",
+            true,
+            reason::ROLLING_OUT,
+            format!("{updated}/{desired} replicas updated"),
+        ),
+        _ => condition("Progressing", false, reason::ROLLED_OUT, "the Deployment is up to date".into()),
     };
     let degraded = match observed.problems.first() {
         Some(first) => {
@@ -224,6 +237,14 @@ mod tests {
         let problems = [Problem::new(reason::INVALID_SPEC, "set either replicas or autoscaling, not both")];
         let s = compute(&md(), &Observed { problems: &problems, ..Default::default() }, &at(100));
         assert_eq!(find(&s, "Ready").reason, reason::INVALID_SPEC);
+    }
+
+    #[test]
+    fn an_invalid_spec_does_not_claim_a_rollout() {
+        let problems = [Problem::new(reason::INVALID_SPEC, "bad")];
+        let s = compute(&md(), &Observed { problems: &problems, ..Default::default() }, &at(100));
+        let p = find(&s, "Progressing");
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", reason::INVALID_SPEC));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The nginx edge container. Its configuration is manifests/nginx/nginx.conf, the same file users who
 //! run their own nginx take, compiled in so the two cannot drift.
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, HTTPGetAction, Probe, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, Probe, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::pod::restricted_container;
+use super::pod::{SHUTDOWN_DELAY_SECONDS, restricted_container};
 use super::{Build, EDGE_PORT};
 
 pub const CONFIG_FILE: &str = "nginx.conf";
@@ -57,6 +59,17 @@ pub fn container(b: &Build) -> Container {
             VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
         ]),
         security_context: Some(restricted_container()),
+        // Keep accepting for as long as the server does after SIGTERM (its --shutdown-delay), so that
+        // endpoints are removed before the edge stops listening.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(vec!["sleep".into(), SHUTDOWN_DELAY_SECONDS.to_string()]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

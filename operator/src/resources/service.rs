@@ -29,3 +29,39 @@ pub fn service(b: &Build) -> Service {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::resources::testing::{build, md};
+    use crate::validate::ModelUri;
+
+    fn ports(spec: serde_json::Value) -> Vec<(String, i32, IntOrString)> {
+        let md = md(spec);
+        let s = service(&build(&md, &ModelUri::Remote("s3://b/m.onnx".into())));
+        s.spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port, p.target_port.unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_service_exposes_the_api_and_the_edge_only_when_enabled() {
+        let http = ("http".to_string(), 8080, IntOrString::String("http".into()));
+        let edge = ("edge".to_string(), 8081, IntOrString::String("edge".into()));
+        assert_eq!(ports(json!({"model": {"uri": "s3://b/m.onnx"}})), vec![http.clone()]);
+        assert_eq!(
+            ports(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": false}})),
+            vec![http.clone()]
+        );
+        assert_eq!(
+            ports(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": true}})),
+            vec![http, edge]
+        );
+    }
+}

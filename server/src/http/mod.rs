@@ -5,6 +5,7 @@ mod health;
 mod infer;
 mod models;
 mod prediction_log;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +27,7 @@ pub fn app(state: SharedState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(api::router())
+        .merge(web::router())
         .merge(models::router())
         .merge(infer::router(state.max_body_bytes))
         .route("/metrics", get(metrics))

@@ -13,7 +13,7 @@ use super::SharedState;
 use crate::config::Device;
 use crate::error::Error;
 use crate::model::signature::TensorSpec;
-use crate::registry::ServedModel;
+use crate::registry::{Registry, ServedModel};
 
 #[derive(Debug, Deserialize)]
 pub struct ModelPath {
@@ -46,25 +46,45 @@ async fn metadata(
     let registry = state.registry()?;
     let versions: Vec<String> = match &path.version {
         Some(_) => vec![model.info.version.to_string()],
-        None => registry
-            .models()
-            .find(|(name, _)| **name == model.info.name)
-            .map(|(_, m)| m.versions.keys().map(u64::to_string).collect())
-            .unwrap_or_default(),
+        None => versions_of(registry, &model.info.name),
     };
+    Ok(Json(metadata_json(&model, versions)))
+}
+
+fn versions_of(registry: &Registry, name: &str) -> Vec<String> {
+    registry
+        .models()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| m.versions.keys().map(u64::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The Open Inference Protocol's model metadata.
+pub fn metadata_json(model: &ServedModel, versions: Vec<String>) -> Value {
     let tensors = |specs: &[TensorSpec]| -> Vec<Value> {
         specs
             .iter()
             .map(|s| json!({"name": s.name, "datatype": s.datatype.as_str(), "shape": s.dims}))
             .collect()
     };
-    Ok(Json(json!({
+    json!({
         "name": model.info.name,
         "versions": versions,
         "platform": "onnxruntime_onnx",
         "inputs": tensors(&model.info.signature.inputs),
         "outputs": tensors(&model.info.signature.outputs),
-    })))
+    })
+}
+
+/// The metadata of every model (its default version's signature, every version listed).
+pub fn all_metadata(registry: &Registry) -> Vec<Value> {
+    registry
+        .models()
+        .filter_map(|(name, m)| {
+            let default = m.versions.get(&m.default)?;
+            Some(metadata_json(default, versions_of(registry, name)))
+        })
+        .collect()
 }
 
 async fn model_ready(

@@ -1,0 +1,141 @@
+//! Debian's real nginx, with manifests/nginx/nginx.conf (the file the operator ships), in front of the real
+//! server: one long-lived Cache-Control on hashed assets, none on the page, gzip, a proxied inference,
+//! 413 for a body over the limit, and /metrics kept off the edge.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kubeinfer_tests::process::ServerProcess;
+use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
+use serde_json::json;
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx with the shipped config, its listen port and upstream pointed at this test's ports.
+fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
+    if !std::path::Path::new(NGINX).exists() {
+        assert!(
+            std::env::var_os("KUBEINFER_REQUIRE_ALL").is_none(),
+            "{NGINX} is missing: run scripts/test-deps.sh"
+        );
+        eprintln!("skipped: no nginx; run scripts/test-deps.sh (make test does)");
+        return None;
+    }
+    let shipped = std::fs::read_to_string(common::workspace().join("manifests/nginx/nginx.conf")).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert_eq!(shipped.matches("listen 8081;").count(), 1);
+    assert_eq!(shipped.matches("server 127.0.0.1:8080;").count(), 1);
+    let config = shipped
+        .replace("listen 8081;", &format!("listen 127.0.0.1:{port};"))
+        .replace("server 127.0.0.1:8080;", &format!("server {upstream};"));
+    let dir = tempfile::tempdir().unwrap();
+    // Worker processes drop to an unprivileged user when nginx starts as root: the prefix must be theirs too.
+    Command::new("chmod").arg("777").arg(dir.path()).status().unwrap();
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(NGINX)
+        .arg("-p")
+        .arg(format!("{}/", dir.path().display()))
+        .args(["-e", "stderr", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let edge = Nginx { child, port, _dir: dir };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(edge);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nginx did not listen on {port}");
+}
+
+fn cache_control(r: &reqwest::Response) -> Vec<String> {
+    r.headers().get_all(CACHE_CONTROL).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_caches_hashed_assets_for_a_year_never_the_page_and_proxies_inference() {
+    let repo = common::repository(&["affine", "digits"]);
+    let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
+    let Some(edge) = nginx(server.addr) else { return };
+    let base = format!("http://127.0.0.1:{}", edge.port);
+    let client = reqwest::Client::new();
+
+    let page = client.get(format!("{base}/")).header(ACCEPT_ENCODING, "gzip").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(cache_control(&page), ["no-cache"]);
+    assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+    assert_eq!(page.headers()[CONTENT_ENCODING], "gzip");
+    let html = client.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#""name":"affine""#), "the page lists the served models");
+
+    let links: Vec<String> =
+        html.split('"').filter(|s| s.starts_with("/assets/")).map(str::to_string).collect();
+    assert_eq!(links.len(), 2, "{html}");
+    let mut gzipped_total = page.bytes().await.unwrap().len();
+    for link in &links {
+        let r = client.get(format!("{base}{link}")).header(ACCEPT_ENCODING, "gzip").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{link}");
+        assert_eq!(cache_control(&r), ["public, max-age=31536000, immutable"], "{link}");
+        assert_eq!(r.headers()[CONTENT_ENCODING], "gzip", "{link}");
+        gzipped_total += r.bytes().await.unwrap().len();
+    }
+    assert!(gzipped_total < 100 * 1024, "the page and its assets are {gzipped_total} bytes gzipped");
+    let missing = client.get(format!("{base}/assets/app.000000000000.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(cache_control(&missing), ["no-store"]);
+
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]});
+    let r = client.post(format!("{base}/v2/models/affine/infer")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["outputs"][0]["data"], json!([2.0, 5.0, 8.0, 11.0]));
+
+    let rows = vec![vec![0.5f32; 64]; 16];
+    let digits =
+        json!({"inputs": [{"name": "float_input", "shape": [16, 64], "datatype": "FP32", "data": rows}]});
+    let r = client
+        .post(format!("{base}/v2/models/digits/infer"))
+        .header(ACCEPT_ENCODING, "gzip")
+        .json(&digits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()[CONTENT_ENCODING].to_str().unwrap()), (200, "gzip"));
+
+    assert_eq!(client.get(format!("{base}/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(client.get(format!("{}/metrics", server.url(""))).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_servers_limit_is_refused_at_the_edge_with_413() {
+    let repo = common::repository(&["affine"]);
+    let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
+    let Some(edge) = nginx(server.addr) else { return };
+    let oversized = vec![b' '; 33 * 1024 * 1024];
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/v2/models/affine/infer", edge.port))
+        .body(oversized)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
