@@ -55,6 +55,11 @@ pub struct Config {
     #[arg(long, env = "KUBEINFER_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
 
+    /// Seconds before a ModelDeployment with problems (a missing Secret, an API the cluster lacks) is
+    /// reconciled again.
+    #[arg(long, env = "KUBEINFER_RETRY_SECONDS", default_value_t = 30)]
+    pub retry_seconds: u64,
+
     /// ModelDeployments reconciled at the same time.
     #[arg(long, env = "KUBEINFER_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,

@@ -10,7 +10,6 @@ use kubeinfer_operator::controller::{self, Context, Settings};
 use kubeinfer_operator::discovery::{self, Capabilities};
 use kubeinfer_operator::leader::Elector;
 use kubeinfer_operator::metrics::{self, Metrics};
-use kubeinfer_operator::reconcile::DEFAULT_RETRY;
 use tokio::sync::watch;
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
@@ -90,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
         server_image: config.server_image.clone(),
         edge_image: config.edge_image.clone(),
         resync: Duration::from_secs(config.resync_seconds),
-        retry: DEFAULT_RETRY,
+        retry: Duration::from_secs(config.retry_seconds),
     };
     let ctx = Arc::new(Context::new(client.clone(), settings, caps, metrics.clone()));
     let namespace = Some(config.watch_namespace.clone()).filter(|n| !n.is_empty());

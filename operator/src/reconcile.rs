@@ -3,7 +3,6 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -271,9 +270,6 @@ pub fn unavailable(md: &ModelDeployment, caps: Capabilities) -> Vec<Problem> {
     }
     problems
 }
-
-/// The retry interval used by tests and by `main` when nothing else is configured.
-pub const DEFAULT_RETRY: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -2,5 +2,7 @@
 //! later the Kubernetes control plane) on loopback ports, stopped when dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod control_plane;
+pub mod e2e;
 pub mod postgres;
 pub mod process;

@@ -1,4 +1,5 @@
-//! The real `kubeinfer-server` binary as a child process on a loopback port, stopped when dropped.
+//! The real `kubeinfer-server` and `kubeinfer-operator` binaries as child processes on loopback ports,
+//! stopped when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -7,32 +8,47 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+/// A child process that logs JSON lines to stderr and announces its address with a `listening`-style event.
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<String>>>,
+    guard: Option<Child>,
 }
 
 impl ServerProcess {
     /// Starts `binary serve` on `repo` and waits (up to a minute) until it is ready.
     pub fn start(binary: &Path, repo: &Path, extra: &[&str]) -> ServerProcess {
-        let mut child = Command::new(binary)
-            .args(["--log-format", "json", "serve", "--http-host", "127.0.0.1", "--http-port", "0"])
+        let mut cmd = Command::new(binary);
+        cmd.args(["--log-format", "json", "serve", "--http-host", "127.0.0.1", "--http-port", "0"])
             .arg("--model-repository")
             .arg(repo)
-            .args(extra)
+            .args(extra);
+        let server = ServerProcess::spawn(cmd, "listening");
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `cmd` (which must log JSON to stderr) and waits for the event whose message is `message`
+    /// and whose `addr` field is the address it serves on.
+    pub fn spawn(mut cmd: Command, message: &str) -> ServerProcess {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so that the watchdog can stop it if this test process dies.
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
-            .expect("the server binary starts");
+            .expect("the binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = mpsc::channel();
         let sink = log.clone();
+        let message = message.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                    && event["message"] == "listening"
+                    && event["message"] == message.as_str()
                     && let Some(addr) = event["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())
                 {
                     let _ = addr_tx.send(addr);
@@ -40,16 +56,27 @@ impl ServerProcess {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
+        let guard = Some(crate::control_plane::watchdog(child.id()));
         let addr = match addr_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("the server never listened; log:\n{}", log.lock().unwrap().join("\n"));
+                let _ = child.wait();
+                panic!("the process never listened; log:\n{}", log.lock().unwrap().join("\n"));
             }
         };
-        let server = ServerProcess { child, addr, log };
-        server.wait_ready();
-        server
+        ServerProcess { child, addr, log, guard }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+
+    /// SIGKILL, as a crashed node would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn wait_ready(&self) {
@@ -115,6 +142,10 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(mut guard) = self.guard.take() {
+            let _ = guard.kill();
+            let _ = guard.wait();
+        }
     }
 }
 
