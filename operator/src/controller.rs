@@ -17,6 +17,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
+use crate::backoff::WatchBackoff;
 use crate::crd::ModelDeployment;
 use crate::discovery::Capabilities;
 use crate::error::Error;
@@ -157,6 +158,7 @@ pub async fn run(
     });
     controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
+        .trigger_backoff(WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod apply;
+pub mod backoff;
 pub mod config;
 pub mod controller;
 pub mod crd;

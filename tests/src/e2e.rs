@@ -124,9 +124,15 @@ impl Env {
 
     /// The operator's real binary, as the chart's ServiceAccount, watching `namespace` (or all when None).
     pub fn operator(&self, namespace: Option<&str>, extra: &[&str]) -> ServerProcess {
+        self.operator_named("kubeinfer-operator-0", namespace, extra)
+    }
+
+    /// As `operator`, with `pod` as its POD_NAME (its identity in the leader Lease).
+    pub fn operator_named(&self, pod: &str, namespace: Option<&str>, extra: &[&str]) -> ServerProcess {
         let mut cmd = Command::new(binary("kubeinfer-operator"));
         cmd.env("KUBECONFIG", &self.operator_kubeconfig)
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
+            .env("POD_NAME", pod)
             .args(["--log-format", "json", "--metrics-host", "127.0.0.1", "--metrics-port", "0"])
             .args(["--server-image", "kubeinfer-server:e2e"])
             .args(["--watch-namespace", namespace.unwrap_or("")])

@@ -73,6 +73,11 @@ impl ServerProcess {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL, as a crashed node would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
