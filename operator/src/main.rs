@@ -22,6 +22,13 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Picks rustls' crypto provider for the process. Built alone the operator links only ring, but a
+/// workspace build unifies features and links aws-lc-rs too (the server's object store wants it); with
+/// two providers and none chosen, rustls panics at the first TLS connection.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Resolves on SIGTERM or Ctrl-C; every clone of the receiver sees it.
 fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -65,6 +72,7 @@ fn refresh_capabilities(client: kube::Client, caps: Arc<RwLock<Capabilities>>, i
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logging(&config)?;
+    install_crypto_provider();
     let metrics = Arc::new(Metrics::new());
     let addr = SocketAddr::new(config.metrics_host, config.metrics_port);
     let server_metrics = metrics.clone();

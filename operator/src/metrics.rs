@@ -73,6 +73,13 @@ impl Metrics {
                 tracing::warn!(error = %e, "metric registered twice");
             }
         }
+        // Every label value exists from the start, at 0, so alerts on rates see a series, not an absence.
+        for result in ["success", "error"] {
+            metrics.reconciliations.with_label_values(&[result]);
+        }
+        for reason in ["kube_api", "other"] {
+            metrics.errors.with_label_values(&[reason]);
+        }
         metrics
     }
 

@@ -15,6 +15,9 @@ fn init_logging(log: &LogArgs) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Both ring (sqlx) and aws-lc-rs (the object store) are linked in: rustls needs to be told which one
+    // serves connections that do not name a provider, or it panics at the first of them.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = init_logging(&cli.log) {
         eprintln!("error: {e:#}");
         return std::process::ExitCode::from(2);

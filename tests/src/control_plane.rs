@@ -193,7 +193,8 @@ impl ControlPlane {
             arg("service-account-issuer", "https://kubernetes.default.svc".into()),
             arg("service-account-key-file", d.join("sa.pub").display().to_string()),
             arg("service-account-signing-key-file", d.join("sa.key").display().to_string()),
-            arg("service-cluster-ip-range", "10.96.0.0/24".into()),
+            // Room for the scale benchmark's hundreds of Services.
+            arg("service-cluster-ip-range", "10.96.0.0/16".into()),
             arg("disable-admission-plugins", "ServiceAccount".into()),
             arg("allow-privileged", "true".into()),
         ]

@@ -28,17 +28,14 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// A binary of this workspace, built beside the running test.
+/// A binary of this workspace, built beside the running test (target/<profile>/deps/..) or benchmark.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p {name}` (cargo test --workspace does)",
-        path.display()
-    );
-    path
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|dir| dir.join(name)).collect();
+    match candidates.iter().find(|p| p.exists()) {
+        Some(path) => path.clone(),
+        None => panic!("{name} is missing beside {}: build it (cargo test --workspace does)", exe.display()),
+    }
 }
 
 /// The documents of a multi-document YAML file whose `kind` is not in `skip`.

@@ -84,7 +84,7 @@ impl ServerProcess {
         let _ = self.child.wait();
     }
 
-    fn wait_ready(&self) {
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if http_status(&self.url("/v2/health/ready")).is_ok_and(|s| s == 200) {
@@ -103,18 +103,19 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// Resident memory of the process, from /proc.
+    /// Resident memory of the process now, from /proc.
     pub fn rss_bytes(&self) -> Option<u64> {
+        self.proc_status_kib("VmRSS:").map(|k| k * 1024)
+    }
+
+    /// The most resident memory the process has had (the kernel's high-water mark).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.proc_status_kib("VmHWM:").map(|k| k * 1024)
+    }
+
+    fn proc_status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
+        status.lines().find_map(|l| l.strip_prefix(field))?.trim().trim_end_matches("kB").trim().parse().ok()
     }
 
     /// Sends SIGTERM, as Kubernetes does.
