@@ -30,9 +30,12 @@ lint: ## formatting and clippy, warnings as errors
 test: test-deps lint ## every test (unit, integration, real clients, end-to-end)
 	KUBEINFER_REQUIRE_ALL=1 KUBEINFER_TEST_VENV=$(CURDIR)/.cache/venv $(CARGO) test -j$(JOBS) --workspace
 
-bench: ort test-deps ## benchmarks; prints the tables that docs/benchmarks.md records
-	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server -p kubeinfer-tests
-	target/release/kubeinfer-bench --server $(SERVER) --models examples/models
+bench: ort test-deps ## benchmarks (serving, prediction log, operator at scale); docs/benchmarks.md records them
+	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server -p kubeinfer-operator -p kubeinfer-tests
+	target/release/kubeinfer-bench serving --server $(SERVER) --models examples/models
+	target/release/kubeinfer-bench db
+	@if [ -n "$$KUBEBUILDER_ASSETS$$KUBEINFER_E2E_KUBECONFIG" ]; then target/release/kubeinfer-bench operator; \
+	 else echo "operator benchmark skipped: set KUBEBUILDER_ASSETS (see README) or KUBEINFER_E2E_KUBECONFIG"; fi
 
 models: ## regenerate examples/models and the reference outputs (developer tooling)
 	python3 -m venv .cache/models-venv

@@ -13,7 +13,7 @@ use crate::config::{Device, ModelFile};
 use crate::error::Error;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::layout::{self, ModelDir};
-use crate::model::session::OnnxSession;
+use crate::model::session::{OnnxSession, SessionOptions};
 use crate::model::settings::{ModelSettings, Overrides};
 use crate::model::signature::Signature;
 use crate::model::{Runner, warm_up_inputs};
@@ -240,7 +240,12 @@ fn load_version(
     let mut runners: Vec<Box<dyn Runner>> = Vec::with_capacity(settings.instances);
     let mut signature = None;
     for _ in 0..settings.instances {
-        let mut session = OnnxSession::load(env, path, settings.intra_op_threads, device)?;
+        let options = SessionOptions {
+            intra_op_threads: settings.intra_op_threads,
+            intra_op_spinning: settings.intra_op_spinning,
+            device,
+        };
+        let mut session = OnnxSession::load(env, path, options)?;
         let sig = session.signature().clone();
         session.run(warm_up_inputs(&sig)).map_err(|reason| Error::ModelLoad {
             path: path.to_path_buf(),

@@ -22,17 +22,12 @@ pub struct OnnxSession {
 
 impl OnnxSession {
     /// Builds a session for `path`. Errors name the file and say why it could not be loaded.
-    pub fn load(
-        env: &Environment,
-        path: &Path,
-        intra_op_threads: usize,
-        device: Device,
-    ) -> Result<Self, Error> {
+    pub fn load(env: &Environment, path: &Path, options: SessionOptions) -> Result<Self, Error> {
         let fail = |reason: String| Error::ModelLoad {
             path: path.to_path_buf(),
             reason: reason.trim_end().to_string(),
         };
-        let session = build(env, path, intra_op_threads, device).map_err(|e| fail(e.to_string()))?;
+        let session = build(env, path, options).map_err(|e| fail(e.to_string()))?;
         let signature = Signature {
             inputs: specs(session.inputs()).map_err(|e| fail(format!("input {e}")))?,
             outputs: specs(session.outputs()).map_err(|e| fail(format!("output {e}")))?,
@@ -45,14 +40,24 @@ impl OnnxSession {
     }
 }
 
-fn build(env: &Environment, path: &Path, intra_op_threads: usize, device: Device) -> ort::Result<Session> {
+/// How a session runs: threads, spinning, device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub intra_op_threads: usize,
+    /// Whether idle intra-op threads spin before sleeping (ONNX Runtime's default): faster hand-offs
+    /// between operators and batches, for some busy CPU while idle.
+    pub intra_op_spinning: bool,
+    pub device: Device,
+}
+
+fn build(env: &Environment, path: &Path, options: SessionOptions) -> ort::Result<Session> {
+    let SessionOptions { intra_op_threads, intra_op_spinning, device } = options;
     let mut builder = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(intra_op_threads)?
         .with_inter_threads(1)?
         .with_parallel_execution(false)?
-        // Spinning intra-op threads would take the cores the HTTP workers need between batches.
-        .with_intra_op_spinning(false)?;
+        .with_intra_op_spinning(intra_op_spinning)?;
     if let Device::Cuda(id) = device {
         builder = builder.with_execution_providers([ort::ep::CUDA::default()
             .with_device_id(id)

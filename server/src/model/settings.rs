@@ -21,6 +21,8 @@ pub struct ModelSettings {
     pub instances: usize,
     /// ONNX Runtime intra-op threads per session (0: ONNX Runtime's default).
     pub intra_op_threads: usize,
+    /// Whether idle intra-op threads spin before sleeping.
+    pub intra_op_spinning: bool,
     /// Longest a request may wait in the queue, when the caller sets no `timeout`.
     pub request_timeout: Duration,
     /// Version served when a request names none; the highest when unset.
@@ -38,6 +40,7 @@ pub struct Overrides {
     pub queue_capacity: Option<usize>,
     pub instances: Option<usize>,
     pub intra_op_threads: Option<usize>,
+    pub intra_op_spinning: Option<bool>,
     pub request_timeout: Option<String>,
     pub default_version: Option<u64>,
     pub idle_spin: Option<String>,
@@ -66,6 +69,7 @@ impl ModelSettings {
             queue_capacity: o.queue_capacity.unwrap_or(self.queue_capacity),
             instances: o.instances.unwrap_or(self.instances),
             intra_op_threads: o.intra_op_threads.unwrap_or(self.intra_op_threads),
+            intra_op_spinning: o.intra_op_spinning.unwrap_or(self.intra_op_spinning),
             request_timeout: duration(&o.request_timeout, self.request_timeout)
                 .map_err(|e| format!("request_timeout: {e}"))?,
             default_version: o.default_version.or(self.default_version),
@@ -109,6 +113,7 @@ mod tests {
             queue_capacity: 1024,
             instances: 1,
             intra_op_threads: 2,
+            intra_op_spinning: true,
             request_timeout: Duration::from_secs(30),
             default_version: None,
             idle_spin: Duration::from_micros(100),

@@ -43,6 +43,7 @@ pub fn defaults() -> ModelSettings {
         queue_capacity: 1024,
         instances: 1,
         intra_op_threads: 1,
+        intra_op_spinning: true,
         request_timeout: Duration::from_secs(30),
         default_version: None,
         idle_spin: Duration::from_micros(100),

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use kubeinfer_server::config::Device;
 use kubeinfer_server::model::Runner;
-use kubeinfer_server::model::session::OnnxSession;
+use kubeinfer_server::model::session::{OnnxSession, SessionOptions};
 use kubeinfer_server::protocol::{Tensor, TensorData};
 use ort::environment::Environment;
 
@@ -34,11 +34,13 @@ pub fn input(name: &str, rows: usize, width: usize) -> Tensor {
 pub fn measure(
     env: &Environment,
     model: &Path,
-    intra_op_threads: usize,
+    device: Device,
     batches: &[usize],
     each: Duration,
 ) -> anyhow::Result<Ceiling> {
-    let mut session = OnnxSession::load(env, model, intra_op_threads, Device::Cpu)?;
+    // The server's own session settings, so that the difference is the serving, not the configuration.
+    let options = SessionOptions { intra_op_threads: 0, intra_op_spinning: false, device };
+    let mut session = OnnxSession::load(env, model, options)?;
     let spec = session.signature().inputs[0].clone();
     let width = usize::try_from(spec.dims[1])?;
     let mut by_batch = Vec::new();

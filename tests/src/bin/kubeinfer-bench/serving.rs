@@ -10,7 +10,7 @@ use crate::ceiling;
 use crate::load::{self, Prepared};
 use bytes::Bytes;
 use clap::Args as ClapArgs;
-use kubeinfer_server::config::parse_duration;
+use kubeinfer_server::config::{Device, parse_duration};
 use kubeinfer_server::model::runtime;
 use kubeinfer_tests::process::ServerProcess;
 
@@ -37,6 +37,9 @@ pub struct Args {
     /// highest concurrency: how the defaults were chosen.
     #[arg(long)]
     sweep: bool,
+    /// Where the models run, in-process and in the server: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
 }
 
 struct Model {
@@ -53,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for name in &args.model {
         let path = args.models.join(name).join("1/model.onnx");
         let batches = [1, 8, 16, 32, 64, 128, 256];
-        let ceiling = ceiling::measure(&env, &path, 0, &batches, Duration::from_millis(1500))?;
+        let ceiling = ceiling::measure(&env, &path, args.device, &batches, Duration::from_millis(1500))?;
         models.push(Model {
             name: name.clone(),
             input: ceiling.input.clone(),
@@ -71,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ];
     let mut rows = Vec::new();
     for (label, flags, formats) in configs {
-        let server = ServerProcess::start(&args.server, &args.models, flags);
+        let server = start_server(&args, flags);
         let rss = server.rss_bytes().unwrap_or(0);
         println!(
             "\n{label}: server RSS after start-up (all {} example models loaded): {:.1} MiB",
@@ -103,6 +106,17 @@ struct Point {
     p99_ms: f64,
     mean_batch: f64,
     errors: u64,
+}
+
+/// The server on every example model, with `flags` and the benchmark's device.
+fn start_server(args: &Args, flags: &[&str]) -> ServerProcess {
+    let device = match args.device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+    };
+    let mut all: Vec<&str> = flags.to_vec();
+    all.extend(["--device", &device]);
+    ServerProcess::start(&args.server, &args.models, &all)
 }
 
 fn prepare(m: &Model, format: Format) -> Prepared {
@@ -234,9 +248,10 @@ fn print_results(models: &[Model], rows: &[(&str, String, Format, usize, Point)]
 
 fn sweep(args: &Args, models: &[Model], rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let c = args.concurrency.iter().copied().max().unwrap_or(64);
-    let settings: [&[&str]; 8] = [
+    let settings: [&[&str]; 9] = [
         &["--instances", "1", "--intra-op-threads", "0"],
         &["--instances", "1", "--intra-op-threads", "0", "--idle-spin", "0us"],
+        &["--instances", "1", "--intra-op-threads", "0", "--intra-op-spinning", "true"],
         &["--instances", "1", "--intra-op-threads", "1"],
         &["--instances", "1", "--intra-op-threads", "2"],
         &["--instances", "2", "--intra-op-threads", "1"],
@@ -248,7 +263,7 @@ fn sweep(args: &Args, models: &[Model], rt: &tokio::runtime::Runtime) -> anyhow:
     println!("| settings | model | requests/s | p50 ms | p99 ms | mean batch |");
     println!("|---|---|---:|---:|---:|---:|");
     for flags in settings {
-        let server = ServerProcess::start(&args.server, &args.models, flags);
+        let server = start_server(&args, flags);
         for m in models {
             let p = run_point(rt, server.addr, m, Format::Binary, c, args)?;
             println!(
