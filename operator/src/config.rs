@@ -20,7 +20,7 @@ pub struct Config {
     pub edge_image: String,
 
     /// Watch ModelDeployments in this namespace only; empty watches all namespaces.
-    #[arg(long, env = "KUBEINFER_WATCH_NAMESPACE", default_value = "")]
+    #[arg(long, visible_alias = "namespace", env = "KUBEINFER_WATCH_NAMESPACE", default_value = "")]
     pub watch_namespace: String,
 
     /// Port serving /metrics, /healthz and /readyz.

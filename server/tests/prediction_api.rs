@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::db::{args, fresh_database, start_with_log};
 use kubeinfer_server::db::queries::{self, Cursor, ListFilter, OutcomeFilter, list_query};
+use kubeinfer_tests::postgres::seed_predictions;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -259,15 +260,7 @@ async fn on_a_large_table_every_api_query_uses_its_index_and_none_scans_predicti
     let url = fresh_database();
     let pool = PgPool::connect(&url).await.unwrap();
     kubeinfer_server::db::migrate(&pool).await.unwrap();
-    sqlx::query(
-        "INSERT INTO predictions (id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome) \
-         SELECT gen_random_uuid(), 'm' || (g % 8), 1, CASE WHEN g % 20 = 0 THEN 'c' || (g % 500) END, \
-                now() - make_interval(secs => g), 1, 2, 3 + g % 1000, 1, CASE WHEN g % 100 = 0 THEN 'error' ELSE 'success' END \
-         FROM generate_series(1, 200000) AS g",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    seed_predictions(&pool, 200_000, 1.0).await.unwrap();
     sqlx::query(
         "INSERT INTO feedback (prediction_id, label) SELECT id, 'x' FROM predictions TABLESAMPLE SYSTEM (10)",
     )

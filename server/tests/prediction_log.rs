@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use common::db::{args, fresh_database, start_with_log, wait_for_count};
-use kubeinfer_tests::postgres::{Postgres, TEST_SETTINGS};
+use kubeinfer_tests::postgres::{Postgres, TEST_SETTINGS, seed_predictions};
 use serde_json::json;
 use sqlx::{PgPool, Row};
 
@@ -131,27 +131,12 @@ async fn the_migrate_subcommand_applies_migrations_and_exits_zero() {
     assert_eq!(tables, 2);
 }
 
-/// Seeds `rows` predictions in one statement (fast enough for a million rows).
-pub async fn seed(pool: &PgPool, rows: i64) {
-    sqlx::query(
-        "INSERT INTO predictions (id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome) \
-         SELECT gen_random_uuid(), 'm' || (g % 4), 1, CASE WHEN g % 10 = 0 THEN 'c' || (g % 97) END, \
-                now() - make_interval(secs => g * 0.5), 10, 100, 200 + g % 1000, 1 + g % 8, \
-                CASE WHEN g % 50 = 0 THEN 'error' ELSE 'success' END \
-         FROM generate_series(1, $1) AS g",
-    )
-    .bind(rows)
-    .execute(pool)
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn building_an_index_concurrently_on_a_large_table_does_not_block_inserts() {
     let url = fresh_database();
     let pool = PgPool::connect(&url).await.unwrap();
     kubeinfer_server::db::migrate(&pool).await.unwrap();
-    seed(&pool, 1_000_000).await;
+    seed_predictions(&pool, 1_000_000, 0.5).await.unwrap();
     sqlx::query("DROP INDEX predictions_model_created_idx").execute(&pool).await.unwrap();
     // The migration itself, as shipped.
     let migration = std::fs::read_to_string(

@@ -66,6 +66,9 @@ async fn misbehaving_server() -> SocketAddr {
                         let end = if cut { body.len() / 2 } else { body.len() };
                         [head.as_bytes(), &body[..end]].concat()
                     }
+                    "/denied" => {
+                        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+                    }
                     _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                 };
                 let _ = socket.write_all(&response).await;
@@ -121,6 +124,20 @@ async fn a_missing_model_fails_at_once_with_404() {
         stderr(&out)
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "a 404 was retried");
+    assert!(files_in(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_access_fails_at_once_with_403() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = pull(&format!("http://{addr}/denied"), &dir.path().join("model.onnx"), &[], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("access to http://{addr}/denied is denied (403)")),
+        "{}",
+        stderr(&out)
+    );
     assert!(files_in(dir.path()).is_empty());
 }
 

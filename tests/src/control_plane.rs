@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::{stop_group, watchdog};
+
 /// Where the end-to-end tests run.
 pub enum Cluster {
     Local(ControlPlane),
@@ -155,7 +157,7 @@ impl ControlPlane {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
-        let guard = watchdog(child.id());
+        let guard = watchdog(child.id(), "-TERM");
         self.processes.push((name, child, guard));
     }
 
@@ -259,31 +261,7 @@ impl Drop for ControlPlane {
 fn stop(mut child: Child, mut guard: Child) {
     let _ = guard.kill();
     let _ = guard.wait();
-    let group = format!("-{}", child.id());
-    let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-    let _ = child.wait();
-}
-
-/// Stops process group `pid` once this test process is gone, even if it crashed.
-pub fn watchdog(pid: u32) -> Child {
-    let me = std::process::id();
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -TERM -{pid} 2>/dev/null; sleep 3; kill -KILL -{pid} 2>/dev/null"
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the watchdog starts")
+    stop_group(&mut child, "-TERM", Duration::from_secs(10));
 }
 
 fn rand_u128() -> u128 {

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use crate::process::{stop_group, watchdog};
 use std::time::{Duration, Instant};
 
 pub struct Postgres {
@@ -107,7 +109,7 @@ impl Postgres {
         let log = std::fs::File::create(self.dir.path().join("postgres.log")).expect("log file");
         use std::os::unix::process::CommandExt;
         let child = cmd.stdout(Stdio::null()).stderr(log).process_group(0).spawn().expect("postgres starts");
-        self.watchdog = Some(watchdog(child.id()));
+        self.watchdog = Some(watchdog(child.id(), "-INT"));
         self.server = Some(child);
         self.wait_ready();
     }
@@ -132,19 +134,11 @@ impl Postgres {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
 
-    /// Fast shutdown (SIGINT): clients are disconnected, the data stays.
+    /// Stops the server (fast shutdown); `resume` starts it again on the same data.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.server.take() {
-            signal_group(child.id(), "-INT");
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            signal_group(child.id(), "-KILL");
-            let _ = child.wait();
+            // SIGINT is PostgreSQL's fast shutdown: clients are disconnected, the data stays.
+            stop_group(&mut child, "-INT", Duration::from_secs(15));
         }
         if let Some(mut w) = self.watchdog.take() {
             let _ = w.kill();
@@ -176,21 +170,21 @@ impl Drop for Postgres {
     }
 }
 
-/// Sends `signal` to the process group led by `pid` (runuser and the postgres it started).
-fn signal_group(pid: u32, signal: &str) {
-    let _ = Command::new("kill").args([signal, "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
-}
-
-/// A shell that stops the postgres group once this test process is gone, even if it crashed.
-fn watchdog(pid: u32) -> Child {
-    let me = std::process::id();
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -INT -{pid} 2>/dev/null; sleep 5; kill -KILL -{pid} 2>/dev/null"
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the watchdog starts")
+/// Inserts `rows` predictions in one statement, for the tests and benchmarks that need a large table:
+/// models m0..m7, one row every `seconds_apart` seconds back from now, a client id on every 20th row, an
+/// error on every 50th.
+pub async fn seed_predictions(pool: &sqlx::PgPool, rows: i64, seconds_apart: f64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO predictions (id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, \
+         batch_size, outcome) \
+         SELECT gen_random_uuid(), 'm' || (g % 8), 1, CASE WHEN g % 20 = 0 THEN 'c' || (g % 500) END, \
+                now() - make_interval(secs => g * $2), 20, 300, 400 + g % 1000, 1 + g % 8, \
+                CASE WHEN g % 50 = 0 THEN 'error' ELSE 'success' END \
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(rows)
+    .bind(seconds_apart)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -56,7 +56,7 @@ impl ServerProcess {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        let guard = Some(crate::control_plane::watchdog(child.id()));
+        let guard = Some(watchdog(child.id(), "-TERM"));
         let addr = match addr_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(addr) => addr,
             Err(_) => {
@@ -166,4 +166,34 @@ pub fn http_status(url: &str) -> std::io::Result<u16> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+/// A shell that sends `signal` (e.g. "-TERM") to process group `pid` once this test process is gone, even
+/// if it crashed, and SIGKILL a few seconds later. Kill it (and wait) when the group is stopped normally.
+pub fn watchdog(pid: u32, signal: &str) -> Child {
+    let me = std::process::id();
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill {signal} -{pid} 2>/dev/null; sleep 5; kill -KILL -{pid} 2>/dev/null"
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the watchdog starts")
+}
+
+/// Sends `signal` to the process group `child` leads, waits up to `grace` for it to exit, then SIGKILLs.
+pub fn stop_group(child: &mut Child, signal: &str, grace: Duration) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args([signal, "--", &group]).stderr(Stdio::null()).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+    let _ = child.wait();
 }

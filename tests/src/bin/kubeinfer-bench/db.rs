@@ -10,7 +10,7 @@ use kubeinfer_server::config::{DatabaseArgs, PayloadMode};
 use kubeinfer_server::db::queries::{self, Cursor, ListFilter};
 use kubeinfer_server::db::{PredictionLog, PredictionRow};
 use kubeinfer_server::metrics::Metrics;
-use kubeinfer_tests::postgres::Postgres;
+use kubeinfer_tests::postgres::{Postgres, seed_predictions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -128,16 +128,7 @@ where
 async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
     sqlx::query("TRUNCATE predictions CASCADE").execute(pool).await?;
     // A month of traffic for 8 models, newest first: about 0.4 rows a second per model.
-    sqlx::query(
-        "INSERT INTO predictions (id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome) \
-         SELECT gen_random_uuid(), 'm' || (g % 8), 1, CASE WHEN g % 20 = 0 THEN 'c' || (g % 500) END, \
-                now() - make_interval(secs => g * 2.6), 20, 300, 400 + g % 1000, 1 + g % 8, \
-                CASE WHEN g % 50 = 0 THEN 'error' ELSE 'success' END \
-         FROM generate_series(1, $1) AS g",
-    )
-    .bind(args.table_rows)
-    .execute(pool)
-    .await?;
+    seed_predictions(pool, args.table_rows, 2.6).await?;
     sqlx::query("VACUUM ANALYZE predictions").execute(pool).await?;
     let page = |model: usize, after: Option<Cursor>| ListFilter {
         model: Some(format!("m{}", model % 8)),

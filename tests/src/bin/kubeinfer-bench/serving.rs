@@ -263,7 +263,7 @@ fn sweep(args: &Args, models: &[Model], rt: &tokio::runtime::Runtime) -> anyhow:
     println!("| settings | model | requests/s | p50 ms | p99 ms | mean batch |");
     println!("|---|---|---:|---:|---:|---:|");
     for flags in settings {
-        let server = start_server(&args, flags);
+        let server = start_server(args, flags);
         for m in models {
             let p = run_point(rt, server.addr, m, Format::Binary, c, args)?;
             println!(
