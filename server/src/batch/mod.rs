@@ -42,6 +42,7 @@ pub struct Batcher {
     capacity: usize,
     batchable: bool,
     in_flight: prometheus::IntGauge,
+    cancelled: prometheus::IntCounter,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -74,6 +75,7 @@ impl Batcher {
             capacity,
             batchable: limits.max_rows > 0,
             in_flight: metrics.in_flight.clone(),
+            cancelled: metrics.cancelled.clone(),
             threads: Mutex::new(threads),
         })
     }
@@ -93,7 +95,7 @@ impl Batcher {
             PushError::Full => Error::QueueFull { model: self.model.clone(), capacity: self.capacity },
             PushError::Closed => Error::ShuttingDown,
         })?;
-        let _guard = InFlight::new(state.clone(), self.in_flight.clone());
+        let _guard = InFlight::new(state.clone(), self.in_flight.clone(), self.cancelled.clone());
         let received = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(received) => received,
             // Still queued: give up now. Already taken: the batch is running, so wait for it.
@@ -136,22 +138,26 @@ fn cancel(state: &AtomicU8) -> bool {
     state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
 }
 
-/// Counts the request as in flight, and withdraws it from the queue if the caller goes away first.
+/// Counts the request as in flight, and withdraws it from the queue if the caller goes away first
+/// (counted as a cancelled outcome; a timeout has already withdrawn it, so it is not counted twice).
 struct InFlight {
     state: Arc<AtomicU8>,
     gauge: prometheus::IntGauge,
+    cancelled: prometheus::IntCounter,
 }
 
 impl InFlight {
-    fn new(state: Arc<AtomicU8>, gauge: prometheus::IntGauge) -> InFlight {
+    fn new(state: Arc<AtomicU8>, gauge: prometheus::IntGauge, cancelled: prometheus::IntCounter) -> InFlight {
         gauge.inc();
-        InFlight { state, gauge }
+        InFlight { state, gauge, cancelled }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        cancel(&self.state);
+        if cancel(&self.state) {
+            self.cancelled.inc();
+        }
         self.gauge.dec();
     }
 }

@@ -36,6 +36,7 @@ impl Runner for Gated {
 
 struct Harness {
     batcher: Arc<Batcher>,
+    cancelled: prometheus::IntCounter,
     started: mpsc::Receiver<usize>,
     gate: mpsc::Sender<()>,
 }
@@ -48,6 +49,7 @@ fn harness(instances: usize, max_rows: usize, capacity: usize) -> Harness {
         .map(|_| Box::new(Gated { started: started_tx.clone(), gate: gate_rx.clone() }) as Box<dyn Runner>)
         .collect();
     let metrics = Metrics::new("test").for_model("m", 1);
+    let cancelled = metrics.cancelled.clone();
     let limits = Limits { max_rows, max_delay: Duration::ZERO };
     let batcher = Batcher::start(
         "m",
@@ -57,7 +59,7 @@ fn harness(instances: usize, max_rows: usize, capacity: usize) -> Harness {
         Arc::new(ModelStats::default()),
     )
     .unwrap();
-    Harness { batcher: Arc::new(batcher), started, gate }
+    Harness { batcher: Arc::new(batcher), cancelled, started, gate }
 }
 
 fn x(values: &[f32]) -> Vec<Tensor> {
@@ -143,6 +145,7 @@ async fn a_request_still_queued_at_its_timeout_is_rejected_and_never_run() {
     h.open(1);
     a.await.unwrap().unwrap();
     assert!(h.started.recv_timeout(Duration::from_millis(200)).is_err(), "the timed-out request ran");
+    assert_eq!(h.cancelled.get(), 0, "a timeout is not a cancellation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +160,7 @@ async fn a_request_whose_caller_left_is_dropped_before_it_is_computed() {
     h.open(1);
     a.await.unwrap().unwrap();
     assert!(h.started.recv_timeout(Duration::from_millis(200)).is_err(), "the abandoned request ran");
+    assert_eq!(h.cancelled.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
