@@ -2,7 +2,9 @@
 //! already holds exactly what would be applied; deletion of children that are no longer wanted.
 //!
 //! Some API servers (1.20's among them) bump a Deployment's resourceVersion on every apply, even an
-//! unchanged one; so the hash of the desired object is kept in an annotation and compared first.
+//! unchanged one, which would wake the watch and loop; so the apply is skipped when the hash of the
+//! desired object, kept in an annotation, matches and no other field manager has changed a field the
+//! operator sets (see `drift`). Hand edits are thus undone on the next reconcile.
 
 use std::fmt::Debug;
 
@@ -12,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::drift;
 use crate::error::Error;
 use crate::resources::MANAGER;
 
@@ -38,7 +41,17 @@ where
     if let Some(existing) = api.get_opt(&name).await?
         && existing.annotations().get(APPLIED_HASH) == Some(&digest)
     {
-        return Ok(Applied { object: existing, written: false });
+        let live = serde_json::to_value(&existing).map_err(|e| Error::Encode(kind, e))?;
+        if !drift::edited_by_others(&live, MANAGER) {
+            return Ok(Applied { object: existing, written: false });
+        }
+        let want = serde_json::to_value(&desired).map_err(|e| Error::Encode(kind, e))?;
+        match drift::first_difference(&live, &want) {
+            None => return Ok(Applied { object: existing, written: false }),
+            Some(field) => {
+                tracing::info!(kind, name = %name, field, "child was changed by hand; restoring it")
+            }
+        }
     }
     let object = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await?;
     Ok(Applied { object, written: true })

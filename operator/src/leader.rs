@@ -110,14 +110,22 @@ impl Elector {
         let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(period).await;
-            match self.try_acquire().await {
-                Ok(Holder::Me) => last_renewal = tokio::time::Instant::now(),
-                Ok(Holder::Other(holder)) => return Error::Leader(format!("lease taken by {holder}")),
-                Err(e) if last_renewal.elapsed() > deadline => {
-                    return Error::Leader(format!("could not renew the lease for {deadline:?}: {e}"));
+            // A renewal that hangs (API server unreachable, packets dropped) must not outlive the
+            // lease: by then another replica may lead, and two leaders would fight over every object.
+            let left = deadline.saturating_sub(last_renewal.elapsed()).max(Duration::from_millis(1));
+            let failure = match tokio::time::timeout(left, self.try_acquire()).await {
+                Ok(Ok(Holder::Me)) => {
+                    last_renewal = tokio::time::Instant::now();
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying"),
+                Ok(Ok(Holder::Other(holder))) => return Error::Leader(format!("lease taken by {holder}")),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer from the API server within {left:?}"),
+            };
+            if last_renewal.elapsed() >= deadline {
+                return Error::Leader(format!("could not renew the lease for {deadline:?}: {failure}"));
             }
+            tracing::warn!(error = %failure, "lease renewal failed; retrying");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod crdgen;
 pub mod discovery;
+pub mod drift;
 pub mod error;
 pub mod leader;
 pub mod metrics;

@@ -60,6 +60,52 @@ async fn every_inference_is_logged_with_its_timings_outcome_and_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_with_a_nul_character_is_logged_without_it_in_full_payload_mode() {
+    let mut a = args(&fresh_database());
+    a.log_payloads = kubeinfer_server::config::PayloadMode::Full;
+    let (app, _log, pool) = start_with_log(&["affine"], a).await;
+    assert_eq!(infer(&app, "nul\u{0}id", None).await, 200);
+    assert_eq!(infer(&app, "plain", None).await, 200);
+    assert_eq!(wait_for_count(&pool, "SELECT count(*) FROM predictions", 2).await, 2);
+    let ids: Vec<(String, bool)> =
+        sqlx::query_as("SELECT request_id, payload ? 'sha256' FROM predictions ORDER BY request_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(ids, [("nulid".to_string(), true), ("plain".to_string(), false)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_postgres_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_written() {
+    let mut a = args(&fresh_database());
+    a.prediction_log_flush_interval = Duration::from_millis(200);
+    let (app, log, pool) = start_with_log(&["affine"], a).await;
+    let row = |request_id: &str| kubeinfer_server::db::PredictionRow {
+        id: uuid::Uuid::now_v7(),
+        request_id: Some(request_id.to_string()),
+        model: "affine".into(),
+        model_version: 2,
+        client_id: None,
+        created_at: chrono::Utc::now(),
+        queue_us: 1,
+        compute_us: 2,
+        total_us: 3,
+        batch_size: 1,
+        outcome: "success",
+        error: None,
+        payload: None,
+    };
+    // Rows that bypassed the request path's cleaning: text with a NUL cannot be stored.
+    for id in ["good-1", "bad\u{0}row", "good-2"] {
+        log.record(row(id));
+    }
+    assert_eq!(wait_for_count(&pool, "SELECT count(*) FROM predictions", 2).await, 2);
+    let m = app.metrics().await;
+    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_rows_written_total"), 2.0);
+    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_dropped_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_down_inference_still_answers_drops_are_counted_and_logging_resumes_when_it_returns() {
     // A cluster of its own, so stopping it does not disturb the other tests.
     let mut pg = Postgres::start(TEST_SETTINGS);
@@ -86,6 +132,19 @@ async fn with_postgres_down_inference_still_answers_drops_are_counted_and_loggin
 
     pg.resume();
     let pool = PgPool::connect(&url).await.unwrap();
+    // The rows held through the outage drain first; rows sent while the buffer is still full would be
+    // dropped, so wait until every one of the 41 is either written or counted as dropped.
+    let mut accounted = 0.0;
+    for _ in 0..200 {
+        let m = app.metrics().await;
+        accounted = common::sample(&m, "kubeinfer_prediction_log_rows_written_total")
+            + common::sample(&m, "kubeinfer_prediction_log_dropped_total");
+        if accounted == 41.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(accounted, 41.0, "rows written or dropped once the database was back");
     for i in 0..3 {
         assert_eq!(infer(&app, &format!("after-{i}"), None).await, 200);
     }

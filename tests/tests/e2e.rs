@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use kubeinfer_operator::crd::ModelDeployment;
 use kubeinfer_tests::e2e::{Env, eventually, mark_pods_ready, scrape, workspace};
@@ -222,6 +222,9 @@ async fn an_unchanged_model_deployment_is_not_written_across_resyncs_or_an_opera
         r#"kubeinfer_operator_reconciliations_total{result="success"}"#,
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
+    for l in operator.log.lock().unwrap().iter().filter(|l| l.contains("by hand")) {
+        eprintln!("DEBUG {l}");
+    }
     assert_eq!(versions(&client, &ns, "digits-edge").await, settled, "a resync wrote something");
     let later = scrape(
         &format!("http://{}/metrics", operator.addr),
@@ -232,6 +235,35 @@ async fn an_unchanged_model_deployment_is_not_written_across_resyncs_or_an_opera
     let _restarted = env.operator(Some(&ns), &["--resync-seconds", "1", "--retry-seconds", "1"]);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(versions(&client, &ns, "digits-edge").await, settled, "a restarted operator wrote something");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_of_a_child_is_undone_by_the_operator() {
+    let Some(env) = env() else { return };
+    let ns = env.namespace("drift");
+    let _operator = env.operator(Some(&ns), &["--resync-seconds", "1"]);
+    let client = env.client().await;
+    apply(env, &ns, &example("cpu.yaml"));
+    let original = deployment(&client, &ns, "digits").await;
+    let container = &original.spec.template.spec.as_ref().unwrap().containers[0];
+    let (name, image) = (container.name.clone(), container.image.clone().unwrap());
+    let image_of = |d: &Deployment| d.spec.template.spec.as_ref()?.containers[0].image.clone();
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let edit = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": name, "image": "tampered:1"}]}}}});
+    let edited =
+        deployments.patch("digits", &PatchParams::default(), &Patch::Strategic(&edit)).await.unwrap();
+    assert_eq!(image_of(&edited).as_deref(), Some("tampered:1"));
+    eventually("the image restored", WAIT, || async {
+        let d = deployments.get("digits").await.ok()?;
+        (image_of(&d).as_deref() == Some(image.as_str())).then_some(())
+    })
+    .await;
+    // Restored once, then left alone: the resyncs compare and find nothing to write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = versions(&client, &ns, "digits").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(versions(&client, &ns, "digits").await, settled, "a resync wrote after the restore");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

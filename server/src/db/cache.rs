@@ -1,5 +1,6 @@
 //! A TTL cache for heavy aggregates with single-flight: concurrent misses on one key run the query once;
-//! the others wait for its result instead of piling onto the database.
+//! the others wait for its result instead of piling onto the database. Keys come from request
+//! parameters, so their number is capped: past the cap, idle expired keys go first, then any idle key.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,14 +9,43 @@ use std::time::{Duration, Instant};
 
 type Slot<V> = Arc<tokio::sync::Mutex<Option<(Instant, V)>>>;
 
+/// Keys kept before eviction starts: far more than models × windows anyone watches.
+const MAX_KEYS: usize = 1024;
+
 pub struct TtlCache<V> {
     ttl: Duration,
+    max_keys: usize,
     slots: Mutex<HashMap<String, Slot<V>>>,
 }
 
 impl<V: Clone> TtlCache<V> {
     pub fn new(ttl: Duration) -> TtlCache<V> {
-        TtlCache { ttl, slots: Mutex::new(HashMap::new()) }
+        TtlCache::with_max_keys(ttl, MAX_KEYS)
+    }
+
+    pub fn with_max_keys(ttl: Duration, max_keys: usize) -> TtlCache<V> {
+        TtlCache { ttl, max_keys, slots: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes room for one more key. A slot someone holds (a load in flight, a waiter) is never
+    /// evicted: its Arc is shared.
+    fn evict(&self, slots: &mut HashMap<String, Slot<V>>) {
+        let idle = |slot: &Slot<V>| Arc::strong_count(slot) == 1;
+        let expired = |slot: &Slot<V>| {
+            slot.try_lock().is_ok_and(|held| held.as_ref().is_none_or(|(at, _)| at.elapsed() >= self.ttl))
+        };
+        slots.retain(|_, slot| !(idle(slot) && expired(slot)));
+        if slots.len() >= self.max_keys {
+            slots.retain(|_, slot| !idle(slot));
+        }
     }
 
     /// The cached value for `key`, or the result of `load` (stored when it succeeds). The bool says
@@ -27,6 +57,9 @@ impl<V: Clone> TtlCache<V> {
     {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if slots.len() >= self.max_keys && !slots.contains_key(key) {
+                self.evict(&mut slots);
+            }
             slots.entry(key.to_string()).or_default().clone()
         };
         // Holding the slot's lock across the load is the single flight: later callers queue here.
@@ -89,6 +122,24 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap().0, 7);
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn past_the_key_cap_expired_keys_are_evicted_first_then_idle_ones() {
+        let cache = TtlCache::with_max_keys(Duration::from_secs(60), 3);
+        for key in ["a", "b", "c"] {
+            cache.get_or_load(key, || async { Ok::<_, ()>(1) }).await.unwrap();
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get_or_load("d", || async { Ok::<_, ()>(4) }).await, Ok((4, false)));
+        assert_eq!(cache.len(), 1, "every idle key went to make room");
+        assert_eq!(cache.get_or_load("d", || async { Ok::<_, ()>(5) }).await, Ok((4, true)));
+
+        let expiring = TtlCache::with_max_keys(Duration::ZERO, 2);
+        for key in ["a", "b", "c", "d", "e"] {
+            expiring.get_or_load(key, || async { Ok::<_, ()>(1) }).await.unwrap();
+        }
+        assert_eq!(expiring.len(), 1, "expired keys are evicted as new ones arrive");
     }
 
     #[tokio::test]

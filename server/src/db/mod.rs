@@ -99,6 +99,30 @@ fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
         .unwrap_or_else(|e| unreachable!("{name}: {e}"))
 }
 
+fn writer_metrics() -> WriterMetrics {
+    WriterMetrics {
+        written: counter(
+            "kubeinfer_prediction_log_rows_written_total",
+            "Prediction log rows written to Postgres.",
+        ),
+        dropped: counter(
+            "kubeinfer_prediction_log_dropped_total",
+            "Prediction log rows dropped: the buffer was full (database down or slow), the database refused \
+             the row, or it was still unwritten at shutdown.",
+        ),
+        flush_rows: histogram(
+            "kubeinfer_prediction_log_flush_rows",
+            "Rows per multi-row insert.",
+            vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
+        ),
+        flush_duration: histogram(
+            "kubeinfer_prediction_log_flush_duration_seconds",
+            "Time of one multi-row insert.",
+            LATENCY_BUCKETS.to_vec(),
+        ),
+    }
+}
+
 impl PredictionLog {
     /// Connects lazily (the server starts even while the database is down), then migrates and runs the
     /// writer in the background, retrying until the database answers.
@@ -111,33 +135,13 @@ impl PredictionLog {
         let query_duration = HistogramVec::new(
             HistogramOpts::new(
                 "kubeinfer_db_query_duration_seconds",
-                "Time of each database query, by query name.",
+                "Time of each query API database query, by query name.",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["query"],
         )
         .unwrap_or_else(|e| unreachable!("{e}"));
-        let writer_metrics = WriterMetrics {
-            written: counter(
-                "kubeinfer_prediction_log_rows_written_total",
-                "Prediction log rows written to Postgres.",
-            ),
-            dropped: counter(
-                "kubeinfer_prediction_log_dropped_total",
-                "Prediction log rows dropped because the buffer was full (database down or slow) or at shutdown.",
-            ),
-            flush_rows: histogram(
-                "kubeinfer_prediction_log_flush_rows",
-                "Rows per multi-row insert.",
-                vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
-            ),
-            flush_duration: histogram(
-                "kubeinfer_prediction_log_flush_duration_seconds",
-                "Time of one multi-row insert.",
-                LATENCY_BUCKETS.to_vec(),
-            ),
-            query_duration: query_duration.clone(),
-        };
+        let writer_metrics = writer_metrics();
         for c in [
             Box::new(query_duration.clone()) as Box<dyn Collector>,
             Box::new(writer_metrics.written.clone()),

@@ -1,7 +1,9 @@
 //! The prediction log's background writer: rows arrive on a bounded channel (the request path never
 //! waits), and leave in multi-row INSERTs of up to `batch` rows or every `interval`, whichever comes first.
 //! While the database is down the current batch is retried with backoff; new rows wait in the channel,
-//! and once it is full they are dropped and counted. The pool reconnects by itself.
+//! and once it is full they are dropped and counted. The pool reconnects by itself. A batch the
+//! database refuses for its data (not its availability) is retried row by row, so one bad row costs
+//! only itself.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +12,6 @@ use prometheus::{Histogram, IntCounter};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-
-use super::timed;
 
 /// One logged inference.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +37,6 @@ pub struct WriterMetrics {
     pub dropped: IntCounter,
     pub flush_rows: Histogram,
     pub flush_duration: Histogram,
-    pub query_duration: prometheus::HistogramVec,
 }
 
 pub struct Writer {
@@ -89,28 +88,59 @@ impl Writer {
         let mut delay = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            match timed(&self.metrics.query_duration, "insert_predictions", insert(&self.pool, rows)).await {
-                Ok(()) => {
-                    self.metrics.flush_duration.observe(started.elapsed().as_secs_f64());
-                    self.metrics.flush_rows.observe(rows.len() as f64);
-                    self.metrics.written.inc_by(rows.len() as u64);
+            let error = match insert(&self.pool, rows).await {
+                Ok(()) => return self.written(rows.len(), started),
+                Err(e) if refuses_the_data(&e) => return self.flush_one_by_one(rows, e).await,
+                Err(e) => e,
+            };
+            if rx.is_closed() {
+                let give_up = *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace);
+                if Instant::now() >= give_up {
+                    tracing::error!(error = %error, rows = rows.len(), "prediction log rows dropped at shutdown");
+                    self.metrics.dropped.inc_by(rows.len() as u64);
                     return;
                 }
+            }
+            tracing::warn!(error = %error, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "prediction log write failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The batch held a row the database will never take: find it by writing each row alone, and drop
+    /// only the rows that fail. A row that fails for availability here is dropped too (rare: the
+    /// batch failed on its data a moment ago), rather than stalling the log behind a retry per row.
+    async fn flush_one_by_one(&self, rows: &[PredictionRow], batch_error: sqlx::Error) {
+        tracing::warn!(error = %batch_error, rows = rows.len(), "prediction log batch refused; writing its rows one by one");
+        for row in rows {
+            let started = Instant::now();
+            match insert(&self.pool, std::slice::from_ref(row)).await {
+                Ok(()) => self.written(1, started),
                 Err(e) => {
-                    if rx.is_closed() {
-                        let give_up = *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace);
-                        if Instant::now() >= give_up {
-                            tracing::error!(error = %e, rows = rows.len(), "prediction log rows dropped at shutdown");
-                            self.metrics.dropped.inc_by(rows.len() as u64);
-                            return;
-                        }
-                    }
-                    tracing::warn!(error = %e, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "prediction log write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    tracing::error!(error = %e, id = %row.id, model = %row.model, "prediction log row dropped");
+                    self.metrics.dropped.inc();
                 }
             }
         }
+    }
+
+    fn written(&self, rows: usize, started: Instant) {
+        self.metrics.flush_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.flush_rows.observe(rows as f64);
+        self.metrics.written.inc_by(rows as u64);
+    }
+}
+
+/// Whether the database refused the rows themselves (bad value, broken constraint), which no retry
+/// will fix, as opposed to being unreachable, overloaded or restarting.
+fn refuses_the_data(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Encode(_) => true,
+        // SQLSTATE class 22: data exception; 23: integrity constraint violation.
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+        }
+        _ => false,
     }
 }
 

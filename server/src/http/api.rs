@@ -213,17 +213,17 @@ pub fn window_seconds(window: &str) -> Result<u64, Error> {
     let split = window.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = window.split_at(split);
     let n: u64 = n.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let unit_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => return Err(bad()),
     };
-    if seconds == 0 || seconds > 30 * 86400 {
-        return Err(bad());
+    match n.checked_mul(unit_seconds) {
+        Some(seconds) if (1..=30 * 86400).contains(&seconds) => Ok(seconds),
+        _ => Err(bad()),
     }
-    Ok(seconds)
 }
 
 fn stats_json(s: &queries::Stats) -> Value {
@@ -305,6 +305,8 @@ mod tests {
         assert!(window_seconds("0m").is_err());
         assert!(window_seconds("1w").is_err());
         assert!(window_seconds("h").is_err());
+        assert!(window_seconds("18446744073709551615d").is_err());
+        assert!(window_seconds("99999999999999999999s").is_err());
     }
 
     #[test]

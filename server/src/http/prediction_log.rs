@@ -17,6 +17,11 @@ use crate::registry::{InferOutcome, ServedModel};
 /// The header a caller may set to be findable in the log (GET /api/predictions?client=...).
 pub const CLIENT_ID: &str = "x-client-id";
 
+/// Longest request id and client id kept; longer ones are cut (they are labels, not payload).
+const MAX_ID_CHARS: usize = 256;
+/// Longest error message kept: enough for any of ours, bounded when one echoes a huge input.
+const MAX_ERROR_CHARS: usize = 2048;
+
 pub struct LogEntry<'a> {
     pub model: &'a ServedModel,
     pub headers: &'a HeaderMap,
@@ -44,18 +49,14 @@ pub fn row<T>(
     let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
     let (outcome, error, queue, compute, batch) = match result {
         Ok((_, o)) => ("success", None, micros(o.queue_time), micros(o.compute_time), o.batch_rows),
-        Err(err) => (outcome_of(err), Some(err.to_string()), 0, 0, 0),
+        Err(err) => (outcome_of(err), Some(text(&err.to_string(), MAX_ERROR_CHARS)), 0, 0, 0),
     };
     PredictionRow {
         id: Uuid::now_v7(),
-        request_id: e.request_id,
+        request_id: e.request_id.map(|id| text(&id, MAX_ID_CHARS)),
         model: e.model.info.name.clone(),
         model_version: i64::try_from(e.model.info.version).unwrap_or(i64::MAX),
-        client_id: e
-            .headers
-            .get(CLIENT_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(256).collect()),
+        client_id: e.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).map(|v| text(v, MAX_ID_CHARS)),
         created_at: Utc::now(),
         queue_us: queue,
         compute_us: compute,
@@ -67,8 +68,14 @@ pub fn row<T>(
     }
 }
 
+/// `s` as Postgres will store it: text cannot hold NUL (a JSON request id may carry one as
+/// \u0000), so it is removed, and the length is capped in characters.
+fn text(s: &str, max_chars: usize) -> String {
+    s.chars().filter(|&c| c != '\0').take(max_chars).collect()
+}
+
 /// `digest`: SHA-256 and size. `full`: the request itself when it is JSON only and small enough, else
-/// the digest (binary tensors are not worth a JSON column).
+/// the digest (binary tensors are not worth a JSON column, and jsonb refuses a \u0000 escape).
 fn payload(
     mode: PayloadMode,
     max_bytes: usize,
@@ -79,7 +86,11 @@ fn payload(
     match mode {
         PayloadMode::Off => None,
         PayloadMode::Digest => Some(digest()),
-        PayloadMode::Full if body.len() <= max_bytes && !headers.contains_key(HEADER_LENGTH) => {
+        PayloadMode::Full
+            if body.len() <= max_bytes
+                && !headers.contains_key(HEADER_LENGTH)
+                && !body.windows(6).any(|w| w == br"\u0000") =>
+        {
             serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .map(|request| serde_json::json!({"request": request}))
@@ -107,6 +118,19 @@ mod tests {
             Some(serde_json::json!({"request": {"inputs": []}}))
         );
         assert_eq!(payload(PayloadMode::Full, 5, &headers, &body).unwrap()["bytes"], 13);
+    }
+
+    #[test]
+    fn a_full_payload_with_a_nul_escape_is_kept_as_its_digest() {
+        let body = Bytes::from_static(br#"{"id":"a\u0000b","inputs":[]}"#);
+        let logged = payload(PayloadMode::Full, 100, &HeaderMap::new(), &body).unwrap();
+        assert_eq!(logged["bytes"], 29);
+    }
+
+    #[test]
+    fn text_columns_lose_nul_characters_and_are_capped() {
+        assert_eq!(text("a\0b\0", 10), "ab");
+        assert_eq!(text("ééééé", 3), "ééé");
     }
 
     #[test]
