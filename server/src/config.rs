@@ -184,6 +184,12 @@ pub struct ServeArgs {
     /// so that load balancers stop sending new requests first.
     #[arg(long, env = "KUBEINFER_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
+
+    /// After the shutdown delay, how long accepted requests and open connections get to finish; then
+    /// the server closes what is left and exits (the pod's termination grace covers delay, drain, and
+    /// the prediction log's shutdown grace).
+    #[arg(long, env = "KUBEINFER_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
 }
 
 /// Server-wide defaults for every model; `<model>/config.toml` overrides them.

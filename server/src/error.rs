@@ -26,6 +26,8 @@ pub enum Error {
     Pull { uri: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Serve(String),
 
     // --- the caller's mistakes (4xx) ---
     #[error("no such route: {0}")]
@@ -85,6 +87,17 @@ impl Error {
         }
     }
 
+    /// The outcome label of a failed inference, as kubeinfer_inference_requests_total and the
+    /// prediction log name it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) | Error::PayloadTooLarge { .. } => "invalid",
+            Error::QueueFull { .. } | Error::ShuttingDown | Error::NotReady(_) => "rejected",
+            Error::Timeout { .. } => "timeout",
+            _ => "error",
+        }
+    }
+
     /// Seconds a caller should wait before retrying, for the errors that are worth retrying.
     fn retry_after(&self) -> Option<u32> {
         match self {
@@ -141,6 +154,17 @@ mod tests {
         let full = Error::QueueFull { model: "m".into(), capacity: 4 }.into_response();
         assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(full.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn failures_are_labelled_by_kind() {
+        assert_eq!(Error::BadRequest("x".into()).outcome(), "invalid");
+        assert_eq!(Error::QueueFull { model: "m".into(), capacity: 1 }.outcome(), "rejected");
+        assert_eq!(
+            Error::Timeout { model: "m".into(), waited: Duration::ZERO, timeout: Duration::ZERO }.outcome(),
+            "timeout"
+        );
+        assert_eq!(Error::Inference { model: "m".into(), reason: "r".into() }.outcome(), "error");
     }
 
     #[test]

@@ -198,6 +198,19 @@ pub struct ModelMetrics {
     pub load: Gauge,
 }
 
+impl ModelMetrics {
+    /// Counts a failed inference under its outcome label.
+    pub fn failed(&self, error: &crate::error::Error) {
+        match error.outcome() {
+            "invalid" => &self.invalid,
+            "rejected" => &self.rejected,
+            "timeout" => &self.timeout,
+            _ => &self.error,
+        }
+        .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,11 +87,7 @@ impl ServedModel {
         let done = match result {
             Ok(done) => done,
             Err(e) => {
-                match &e {
-                    Error::QueueFull { .. } | Error::ShuttingDown => self.metrics.rejected.inc(),
-                    Error::Timeout { .. } => self.metrics.timeout.inc(),
-                    _ => self.metrics.error.inc(),
-                }
+                self.metrics.failed(&e);
                 self.stats.record_request(false, total, Duration::ZERO);
                 return Err(e);
             }

@@ -4,14 +4,20 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::serve::ListenerExt;
+use ort::environment::Environment;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::config::ServeArgs;
 use crate::db::PredictionLog;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::runtime::{self, ORT_VERSION};
+use crate::model::settings::ModelSettings;
 use crate::registry::Registry;
 use crate::state::AppState;
 use crate::{http, shutdown};
@@ -42,47 +48,81 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         // Responses are written whole; Nagle would only add latency.
         let _ = tcp.set_nodelay(true);
     });
-    let app = http::app(state.clone());
+    let draining = Arc::new(Notify::new());
     let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown::drain(state.clone(), args.shutdown_delay))
+        axum::serve(listener, http::app(state.clone()))
+            .with_graceful_shutdown(shutdown::drain(state.clone(), args.shutdown_delay, draining.clone()))
             .into_future(),
     );
-
-    let repo = args.model_repository.clone();
-    let files = args.model.clone();
-    let device = args.device;
-    let load = move || Registry::load(repo.as_deref(), &files, &defaults, &env, device, &metrics);
-    let loaded = tokio::task::spawn_blocking(load).await;
-    let registry = match loaded {
-        Ok(Ok(registry)) => Arc::new(registry),
-        Ok(Err(e)) => {
+    let registry = match load_models(&args, defaults, env, &metrics).await {
+        Ok(registry) => registry,
+        Err(e) => {
             server.abort();
             return Err(e);
-        }
-        Err(join) => {
-            server.abort();
-            return Err(Error::ModelLoad {
-                path: args.model_repository.unwrap_or_default(),
-                reason: format!("loader crashed: {join}"),
-            });
         }
     };
     state.set_registry(registry.clone());
     tracing::info!(models = registry.all().count(), "all models loaded; ready");
 
-    let served = server.await;
-    // Every accepted request has been answered; stop the instance threads and flush the log.
-    tokio::task::spawn_blocking(move || registry.shutdown()).await.ok();
+    let served = until_drained(server, &draining, args.drain_timeout).await;
+    stop(registry, predictions, args.drain_timeout).await;
+    served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads every model on a blocking thread (it reads files and builds sessions for seconds).
+async fn load_models(
+    args: &ServeArgs,
+    defaults: ModelSettings,
+    env: Environment,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Registry>, Error> {
+    let (repo, files, device, metrics) =
+        (args.model_repository.clone(), args.model.clone(), args.device, metrics.clone());
+    let load = move || Registry::load(repo.as_deref(), &files, &defaults, &env, device, &metrics);
+    match tokio::task::spawn_blocking(load).await {
+        Ok(loaded) => loaded.map(Arc::new),
+        Err(join) => Err(Error::ModelLoad {
+            path: args.model_repository.clone().unwrap_or_default(),
+            reason: format!("loader crashed: {join}"),
+        }),
+    }
+}
+
+/// Waits for the server to finish its graceful shutdown, for at most `timeout` once it stopped
+/// accepting: a client that never finishes its request must not keep the pod past its grace period.
+async fn until_drained(
+    mut server: JoinHandle<std::io::Result<()>>,
+    draining: &Notify,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let deadline = async {
+        draining.notified().await;
+        tokio::time::sleep(timeout).await;
+    };
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = deadline => {
+            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "drain timeout: closing the connections still open");
+            server.abort();
+            return Ok(());
+        }
+    };
+    match served {
+        Ok(result) => result.map_err(|e| Error::Serve(e.to_string())),
+        Err(join) => Err(Error::Serve(join.to_string())),
+    }
+}
+
+/// Stops the instance threads (each finishes its batch) and flushes the prediction log. The threads
+/// get `timeout` at most: a batch stuck in a huge model must not hold the log's last rows back.
+async fn stop(registry: Arc<Registry>, predictions: Option<Arc<PredictionLog>>, timeout: Duration) {
+    let stopping = tokio::task::spawn_blocking(move || registry.shutdown());
+    if tokio::time::timeout(timeout, stopping).await.is_err() {
+        tracing::warn!("model instances still busy after the drain timeout; exiting without them");
+    }
     if let Some(log) = predictions {
         log.shutdown().await;
-    }
-    match served {
-        Ok(Ok(())) => {
-            tracing::info!("stopped");
-            Ok(())
-        }
-        Ok(Err(e)) => Err(Error::Bind { addr: addr.to_string(), source: e }),
-        Err(e) => Err(Error::Bind { addr: addr.to_string(), source: std::io::Error::other(e.to_string()) }),
     }
 }

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use crate::state::AppState;
 
 /// Resolves when the process is asked to stop.
@@ -28,11 +30,13 @@ pub async fn signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The future handed to axum's graceful shutdown: readiness off, wait `delay`, then stop accepting.
-pub async fn drain(state: Arc<AppState>, delay: Duration) {
+/// The future handed to axum's graceful shutdown: readiness off, wait `delay`, then stop accepting
+/// and notify `draining`, which starts the drain deadline.
+pub async fn drain(state: Arc<AppState>, delay: Duration, draining: Arc<Notify>) {
     signal().await;
     state.begin_shutdown();
     tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown requested: readiness is now 503");
     tokio::time::sleep(delay).await;
     tracing::info!("no longer accepting connections; finishing accepted requests");
+    draining.notify_one();
 }

@@ -319,6 +319,15 @@ async fn get_on_the_infer_route_is_405_with_a_json_error() {
 }
 
 #[tokio::test]
+async fn a_model_name_that_is_not_utf8_is_a_400_with_a_json_error() {
+    let app = common::start(&["affine"], common::defaults());
+    let reply = app.post_json("/v2/models/%FF/infer", &x(json!([1, 4]), json!([0, 0, 0, 0]))).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert_eq!(reply.error(), "Invalid URL: Invalid UTF-8 in `model`");
+}
+
+#[tokio::test]
 async fn bytes_for_a_string_input_must_be_text() {
     let app = common::start(&["echo"], common::defaults());
     let inputs = ["bool", "uint8", "int8", "int16", "int32", "int64", "fp16", "fp32", "fp64"];

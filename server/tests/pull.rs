@@ -22,7 +22,8 @@ fn sha(bytes: &[u8]) -> String {
 }
 
 /// Serves `content()` at /model.onnx (with Range support), 404 elsewhere, always cuts /cut half-way, and
-/// cuts /flaky only on its first request.
+/// cuts /flaky only on its first request. /private.onnx?sig=s1gn%2Bed is served only with basic auth
+/// me:pa55 (as a pre-signed URL with credentials would be); anything else there is 403.
 async fn misbehaving_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -48,6 +49,13 @@ async fn misbehaving_server() -> SocketAddr {
                 let body = content();
                 let cut =
                     path == "/cut" || (path == "/flaky" && flaky_hits.fetch_add(1, Ordering::SeqCst) == 0);
+                let authorized = request.contains("\r\nauthorization: Basic bWU6cGE1NQ==\r\n")
+                    || request.contains("\r\nAuthorization: Basic bWU6cGE1NQ==\r\n");
+                let path = match path.as_str() {
+                    "/private.onnx?sig=s1gn%2Bed" if authorized => "/model.onnx".to_string(),
+                    p if p.starts_with("/private.onnx") => "/denied".to_string(),
+                    _ => path,
+                };
                 let response = match path.as_str() {
                     "/model.onnx" | "/cut" | "/flaky" if from > 0 => {
                         let head = format!(
@@ -139,6 +147,25 @@ async fn denied_access_fails_at_once_with_403() {
         stderr(&out)
     );
     assert!(files_in(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_url_with_credentials_keeps_its_query_and_auth_and_errors_hide_them() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.onnx");
+    let out = pull(&format!("http://me:pa55@{addr}/private.onnx?sig=s1gn%2Bed"), &dest, &[], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
+
+    let out = pull(&format!("http://me:pa55@{addr}/private.onnx?sig=expired"), &dest, &[], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("access to http://me:REDACTED@{addr}/private.onnx?REDACTED is denied (403)")),
+        "{err}"
+    );
+    assert!(!err.contains("pa55") && !err.contains("expired"), "a secret reached the log: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

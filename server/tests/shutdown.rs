@@ -78,3 +78,31 @@ async fn sigterm_under_load_drains_every_accepted_request_and_exits_zero() {
     assert!(log.contains("shutdown requested: readiness is now 503"), "{log}");
     assert!(log.contains("\"stopped\""), "{log}");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_does_not_hold_the_shutdown_past_the_drain_timeout() {
+    use std::io::Write;
+    let repo = common::repository(&["affine"]);
+    let mut server = ServerProcess::start(
+        common::server_binary(),
+        repo.path(),
+        &["--shutdown-delay", "0s", "--drain-timeout", "1s"],
+    );
+    let addr = server.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    // Headers promise 100 bytes of body; 10 arrive, and then nothing.
+    write!(
+        stalled,
+        "POST /v2/models/affine/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"inputs\":"
+    )
+    .unwrap();
+    stalled.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.terminate();
+    let status = server.wait(Duration::from_secs(15));
+    assert!(status.success(), "exit status {status:?}");
+    let log = server.log_text();
+    assert!(log.contains("drain timeout: closing the connections still open"), "{log}");
+    assert!(log.contains("\"stopped\""), "{log}");
+    drop(stalled);
+}

@@ -54,12 +54,36 @@ async fn track(State(state): State<SharedState>, request: Request, next: Next) -
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = method_label(request.method());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if response.status().is_client_error() && !is_json(&response) {
+        response = as_json_error(response).await;
+    }
     let route = route.as_deref().unwrap_or("unmatched");
     let m = &state.metrics;
     m.http_duration.with_label_values(&[route, method]).observe(started.elapsed().as_secs_f64());
     m.http_requests.with_label_values(&[route, method, response.status().as_str()]).inc();
     response
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+}
+
+/// Rejections axum's extractors answer with plain text (an undecodable path segment, a body over a
+/// route's limit) get the same `{"error": ...}` body as every other error, so clients parse one shape.
+async fn as_json_error(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => parts.status.canonical_reason().unwrap_or("request refused").to_string(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    let body = serde_json::json!({ "error": text }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 fn method_label(method: &Method) -> &'static str {

@@ -30,16 +30,6 @@ pub struct LogEntry<'a> {
     pub started: Instant,
 }
 
-/// The outcome label of a failed request, as stored (and as the metrics name it).
-pub fn outcome_of(error: &Error) -> &'static str {
-    match error {
-        Error::BadRequest(_) | Error::PayloadTooLarge { .. } => "invalid",
-        Error::QueueFull { .. } | Error::ShuttingDown | Error::NotReady(_) => "rejected",
-        Error::Timeout { .. } => "timeout",
-        _ => "error",
-    }
-}
-
 pub fn row<T>(
     e: LogEntry,
     result: &Result<(T, InferOutcome), Error>,
@@ -49,7 +39,7 @@ pub fn row<T>(
     let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
     let (outcome, error, queue, compute, batch) = match result {
         Ok((_, o)) => ("success", None, micros(o.queue_time), micros(o.compute_time), o.batch_rows),
-        Err(err) => (outcome_of(err), Some(text(&err.to_string(), MAX_ERROR_CHARS)), 0, 0, 0),
+        Err(err) => (err.outcome(), Some(text(&err.to_string(), MAX_ERROR_CHARS)), 0, 0, 0),
     };
     PredictionRow {
         id: Uuid::now_v7(),
@@ -131,12 +121,5 @@ mod tests {
     fn text_columns_lose_nul_characters_and_are_capped() {
         assert_eq!(text("a\0b\0", 10), "ab");
         assert_eq!(text("ééééé", 3), "ééé");
-    }
-
-    #[test]
-    fn failures_are_labelled_by_kind() {
-        assert_eq!(outcome_of(&Error::BadRequest("x".into())), "invalid");
-        assert_eq!(outcome_of(&Error::QueueFull { model: "m".into(), capacity: 1 }), "rejected");
-        assert_eq!(outcome_of(&Error::Inference { model: "m".into(), reason: "r".into() }), "error");
     }
 }

@@ -48,7 +48,7 @@ impl Progress {
 }
 
 fn fail(uri: &str, reason: impl Into<String>) -> Error {
-    Error::Pull { uri: uri.to_string(), reason: reason.into() }
+    Error::Pull { uri: source::redact(uri, uri), reason: source::redact(uri, &reason.into()) }
 }
 
 fn temporary_path(dest: &Path) -> PathBuf {
@@ -102,6 +102,7 @@ async fn fetch(source: &Source, args: &PullArgs, tmp: &Path) -> Result<String, E
             Err(Failure::Transient(reason)) if attempt < args.retries => {
                 attempt += 1;
                 let delay = Duration::from_millis(250 << attempt.min(6));
+                let reason = source::redact(uri, &reason);
                 tracing::warn!(%reason, attempt, retry_in_ms = delay.as_millis() as u64, "download interrupted; retrying");
                 tokio::time::sleep(delay).await;
             }

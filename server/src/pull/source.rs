@@ -1,9 +1,14 @@
-//! Model URIs to object stores: `https://` and `http://` (plain GET), `s3://` and `gs://` (credentials from
-//! the standard environment: access keys, IRSA's web identity token, workload identity), `file://`.
+//! Model URIs to object stores: `https://` and `http://` (plain GET; the query string and user:password
+//! are kept, so pre-signed URLs and basic auth work), `s3://` and `gs://` (credentials from the standard
+//! environment: access keys, IRSA's web identity token, workload identity), `file://`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, HeaderValue};
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use object_store::aws::AmazonS3Builder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
@@ -44,24 +49,44 @@ pub fn open(uri: &str) -> Result<Source, String> {
                 .build()
                 .map_err(|e| e.to_string())?,
         ),
-        "https" | "http" => {
-            let base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
-            let base = match url.port() {
-                Some(port) => format!("{base}:{port}"),
-                None => base,
-            };
-            Arc::new(
-                HttpBuilder::new()
-                    .with_url(base)
-                    .with_client_options(client_options(url.scheme() == "http"))
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            )
-        }
+        "https" | "http" => Arc::new(
+            HttpBuilder::new()
+                .with_url(http_base(&url).as_str())
+                .with_client_options(
+                    client_options(url.scheme() == "http").with_default_headers(basic_auth(&url)?),
+                )
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
         "file" => Arc::new(LocalFileSystem::new()),
         other => return Err(format!("unsupported scheme {other:?}; use https, s3, gs or file")),
     };
     Ok(Source { store, path: object()? })
+}
+
+/// The base the store joins object paths onto: the URL's origin, with its query string kept (a
+/// pre-signed URL's signature) and its credentials moved into a header (`basic_auth`).
+fn http_base(url: &Url) -> Url {
+    let mut base = url.clone();
+    base.set_path("/");
+    base.set_fragment(None);
+    let _ = base.set_username("");
+    let _ = base.set_password(None);
+    base
+}
+
+/// `Authorization: Basic` from the URL's user:password, if it has one.
+fn basic_auth(url: &Url) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(headers);
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let pair = format!("{}:{}", decode(url.username()), decode(url.password().unwrap_or_default()));
+    let value = HeaderValue::try_from(format!("Basic {}", BASE64_STANDARD.encode(pair)))
+        .map_err(|_| "the URL's user name or password holds characters a header cannot".to_string())?;
+    headers.insert(AUTHORIZATION, value);
+    Ok(headers)
 }
 
 /// S3-compatible stores on plain HTTP (MinIO, moto) need AWS_ALLOW_HTTP=true, as object_store documents.
@@ -80,6 +105,17 @@ pub fn permanent(e: &object_store::Error) -> bool {
             | object_store::Error::NotSupported { .. }
             | object_store::Error::NotImplemented { .. }
     )
+}
+
+/// `text` with the secrets `uri` carries (a password, a pre-signed query string) replaced, so that
+/// neither the pod's log nor its termination message shows them.
+pub fn redact(uri: &str, text: &str) -> String {
+    let Ok(url) = Url::parse(uri) else { return text.to_string() };
+    [url.password(), url.query()]
+        .into_iter()
+        .flatten()
+        .filter(|secret| !secret.is_empty())
+        .fold(text.to_string(), |text, secret| text.replace(secret, "REDACTED"))
 }
 
 /// A one-line explanation of a store error for the pod's log.
@@ -103,6 +139,27 @@ mod tests {
             Some("unsupported scheme \"ftp\"; use https, s3, gs or file".into())
         );
         assert!(open("not a uri").err().unwrap().starts_with("\"not a uri\" is not a URI"));
+    }
+
+    #[test]
+    fn passwords_and_query_strings_are_redacted() {
+        let uri = "https://me:s3cret@host/m.onnx?X-Amz-Signature=abc&X-Amz-Expires=60";
+        assert_eq!(
+            redact(uri, &format!("cannot fetch {uri}: timed out")),
+            "cannot fetch https://me:REDACTED@host/m.onnx?REDACTED: timed out"
+        );
+        assert_eq!(
+            redact("https://host/m.onnx", "cannot fetch https://host/m.onnx"),
+            "cannot fetch https://host/m.onnx"
+        );
+    }
+
+    #[test]
+    fn credentials_become_a_basic_auth_header_and_the_query_stays_on_the_base() {
+        let url = Url::parse("https://me:p%40ss@host:8443/a/m.onnx?sig=x%2By#frag").unwrap();
+        assert_eq!(http_base(&url).as_str(), "https://host:8443/?sig=x%2By");
+        assert_eq!(basic_auth(&url).unwrap()[AUTHORIZATION], "Basic bWU6cEBzcw==");
+        assert!(basic_auth(&Url::parse("https://host/m.onnx").unwrap()).unwrap().is_empty());
     }
 
     #[test]
