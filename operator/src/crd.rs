@@ -1,6 +1,7 @@
 //! The `ModelDeployment` custom resource. Every field's doc comment is its `kubectl explain` text.
 //! Schema keywords (patterns, ranges, defaults) are checked by every API server; the cross-field CEL rules
-//! only by Kubernetes 1.25 and later, so `validate.rs` checks the same rules in the reconciler.
+//! are unknown before Kubernetes 1.23 and enforced by default only from 1.25, so `validate.rs` checks the
+//! same rules in the reconciler.
 
 use std::collections::BTreeMap;
 

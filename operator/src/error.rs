@@ -6,8 +6,6 @@
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("{kind} {name} has no {field}")]
-    MissingField { kind: &'static str, name: String, field: &'static str },
     #[error("cannot encode {0}: {1}")]
     Encode(&'static str, serde_json::Error),
     #[error("leader election: {0}")]

@@ -48,8 +48,10 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Re-checks the optional APIs every `interval`, so a cluster that gains them (a ServiceMonitor CRD
-/// installed later, say) gets them without a restart of the operator.
+/// Re-checks the optional APIs every `interval`, so a cluster that gains one (a ServiceMonitor CRD
+/// installed later, say) gets those objects from the next reconcile, without a restart. The watches
+/// are set up once, at start: changes to such objects wake reconciles only after a restart (until
+/// then the periodic resync covers them).
 fn refresh_capabilities(client: kube::Client, caps: Arc<RwLock<Capabilities>>, interval: Duration) {
     tokio::spawn(async move {
         loop {
@@ -120,30 +122,42 @@ async fn main() -> anyhow::Result<()> {
             _ = elector.acquire() => {}
             _ = stopped(shutdown.clone()) => return Ok(()),
         }
-        metrics.leader.set(1);
-        // Leading ends with the shutdown signal or with the lease lost; after a loss, stand by again.
-        let (lost_tx, lost_rx) = watch::channel(false);
-        let mut stop = shutdown.clone();
-        let end = async move {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => {}
-                _ = async { let mut l = lost_rx; let _ = l.wait_for(|l| *l).await; } => {}
-            }
-        };
-        let run = controller::run(ctx.clone(), namespace.clone(), config.concurrency, end);
-        tokio::pin!(run);
-        tokio::select! {
-            _ = &mut run => {}
-            reason = elector.hold() => {
-                tracing::error!(error = %reason, "lost leadership; stopping reconciles");
-                let _ = lost_tx.send(true);
-                run.await;
-            }
-        }
-        metrics.leader.set(0);
+        lead(&elector, ctx.clone(), namespace.clone(), config.concurrency, &shutdown, &metrics).await;
         if *shutdown.borrow() {
             elector.release().await;
             return Ok(());
         }
     }
+}
+
+/// Reconciles while this replica holds the lease. Leading ends with the shutdown signal or with the
+/// lease lost; after a loss the caller stands by again.
+async fn lead(
+    elector: &Elector,
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: &watch::Receiver<bool>,
+    metrics: &Metrics,
+) {
+    metrics.leader.set(1);
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let mut stop = shutdown.clone();
+    let end = async move {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => {}
+            _ = async { let mut l = lost_rx; let _ = l.wait_for(|l| *l).await; } => {}
+        }
+    };
+    let run = controller::run(ctx, namespace, concurrency, end);
+    tokio::pin!(run);
+    tokio::select! {
+        _ = &mut run => {}
+        reason = elector.hold() => {
+            tracing::error!(error = %reason, "lost leadership; stopping reconciles");
+            let _ = lost_tx.send(true);
+            run.await;
+        }
+    }
+    metrics.leader.set(0);
 }

@@ -49,89 +49,134 @@ pub struct Observed<'a> {
 
 pub fn compute(md: &ModelDeployment, observed: &Observed, now: &Time) -> ModelDeploymentStatus {
     let previous = md.status.clone().unwrap_or_default();
-    let (replicas, ready, updated, desired) = counts(md, observed.deployment);
-    let generation = md.metadata.generation;
-    let condition = |type_: &str, status: bool, reason: &str, message: String| {
+    let counts = counts(md, observed.deployment);
+    let make = Conditions { previous: &previous.conditions, now, generation: md.metadata.generation };
+    let invalid = observed.problems.iter().find(|p| p.reason == reason::INVALID_SPEC);
+    ModelDeploymentStatus {
+        observed_generation: md.metadata.generation,
+        replicas: counts.replicas,
+        ready_replicas: counts.ready,
+        ready: Some(format!("{}/{}", counts.ready, counts.desired)),
+        model: Some(format!("{}:{}", md.served_name(), md.spec.model.version)),
+        selector: observed.selector.clone(),
+        endpoint: observed.endpoint.clone(),
+        conditions: vec![
+            ready(&make, invalid, observed.deployment, &counts),
+            progressing(&make, invalid, observed.deployment, &counts),
+            degraded(&make, observed.problems),
+        ],
+    }
+}
+
+/// Builds conditions, keeping a condition's transition time while its status stays the same, as
+/// Kubernetes' own conditions do.
+struct Conditions<'a> {
+    previous: &'a [Condition],
+    now: &'a Time,
+    generation: Option<i64>,
+}
+
+impl Conditions<'_> {
+    fn make(&self, type_: &str, status: bool, reason: &str, message: String) -> Condition {
         let status = if status { "True" } else { "False" };
-        // Keep the transition time while the status stays the same, as Kubernetes' own conditions do.
-        let since = previous
-            .conditions
+        let since = self
+            .previous
             .iter()
             .find(|c| c.type_ == type_ && c.status == status)
             .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
+            .unwrap_or_else(|| self.now.clone());
         Condition {
             type_: type_.into(),
             status: status.into(),
             reason: reason.into(),
             message,
             last_transition_time: since,
-            observed_generation: generation,
+            observed_generation: self.generation,
         }
-    };
-    let invalid = observed.problems.iter().find(|p| p.reason == reason::INVALID_SPEC);
-    let ready_condition = match (invalid, observed.deployment) {
-        (Some(p), _) => condition("Ready", false, p.reason, p.message.clone()),
+    }
+}
+
+fn ready(
+    make: &Conditions,
+    invalid: Option<&Problem>,
+    deployment: Option<&Deployment>,
+    c: &Counts,
+) -> Condition {
+    let (ready, desired) = (c.ready, c.desired);
+    match (invalid, deployment) {
+        (Some(p), _) => make.make("Ready", false, p.reason, p.message.clone()),
         (None, None) => {
-            condition("Ready", false, reason::DEPLOYMENT_MISSING, "the Deployment does not exist yet".into())
+            make.make("Ready", false, reason::DEPLOYMENT_MISSING, "the Deployment does not exist yet".into())
         }
         (None, Some(_)) if desired == 0 => {
-            condition("Ready", false, reason::SCALED_TO_ZERO, "replicas is 0".into())
+            make.make("Ready", false, reason::SCALED_TO_ZERO, "replicas is 0".into())
         }
-        (None, Some(_)) if ready >= desired && updated >= desired => {
-            condition("Ready", true, reason::ALL_REPLICAS_READY, format!("{ready}/{desired} replicas ready"))
+        (None, Some(_)) if ready >= desired && c.updated >= desired => {
+            make.make("Ready", true, reason::ALL_REPLICAS_READY, format!("{ready}/{desired} replicas ready"))
         }
         (None, Some(_)) => {
-            condition("Ready", false, reason::REPLICAS_NOT_READY, format!("{ready}/{desired} replicas ready"))
+            make.make("Ready", false, reason::REPLICAS_NOT_READY, format!("{ready}/{desired} replicas ready"))
         }
-    };
-    let rolling = observed.deployment.is_some()
-        && (updated < desired || replicas > desired || !deployment_observed(observed.deployment));
-    let progressing = match (observed.deployment, invalid) {
+    }
+}
+
+fn progressing(
+    make: &Conditions,
+    invalid: Option<&Problem>,
+    deployment: Option<&Deployment>,
+    c: &Counts,
+) -> Condition {
+    let rolling = deployment.is_some()
+        && (c.updated < c.desired || c.replicas > c.desired || !deployment_observed(deployment));
+    match (deployment, invalid) {
         (None, Some(p)) => {
-            condition("Progressing", false, p.reason, "nothing is rolled out from an invalid spec".into())
+            make.make("Progressing", false, p.reason, "nothing is rolled out from an invalid spec".into())
         }
-        (None, None) => condition(
+        (None, None) => make.make(
             "Progressing",
             false,
             reason::DEPLOYMENT_MISSING,
             "the Deployment does not exist yet".into(),
         ),
-        _ if rolling => condition(
+        _ if rolling => make.make(
             "Progressing",
             true,
             reason::ROLLING_OUT,
-            format!("{updated}/{desired} replicas updated"),
+            format!("{}/{} replicas updated", c.updated, c.desired),
         ),
-        _ => condition("Progressing", false, reason::ROLLED_OUT, "the Deployment is up to date".into()),
-    };
-    let degraded = match observed.problems.first() {
-        Some(first) => {
-            let message = observed.problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
-            condition("Degraded", true, first.reason, message)
-        }
-        None => condition("Degraded", false, reason::AS_EXPECTED, "no problems found".into()),
-    };
-    ModelDeploymentStatus {
-        observed_generation: generation,
-        replicas,
-        ready_replicas: ready,
-        ready: Some(format!("{ready}/{desired}")),
-        model: Some(format!("{}:{}", md.served_name(), md.spec.model.version)),
-        selector: observed.selector.clone(),
-        endpoint: observed.endpoint.clone(),
-        conditions: vec![ready_condition, progressing, degraded],
+        _ => make.make("Progressing", false, reason::ROLLED_OUT, "the Deployment is up to date".into()),
     }
 }
 
-/// (replicas, ready, updated, desired) from the Deployment.
-fn counts(md: &ModelDeployment, deployment: Option<&Deployment>) -> (i32, i32, i32, i32) {
+fn degraded(make: &Conditions, problems: &[Problem]) -> Condition {
+    match problems.first() {
+        Some(first) => {
+            let message = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
+            make.make("Degraded", true, first.reason, message)
+        }
+        None => make.make("Degraded", false, reason::AS_EXPECTED, "no problems found".into()),
+    }
+}
+
+/// Replica counts from the Deployment's spec and status.
+struct Counts {
+    replicas: i32,
+    ready: i32,
+    updated: i32,
+    desired: i32,
+}
+
+fn counts(md: &ModelDeployment, deployment: Option<&Deployment>) -> Counts {
     let Some(d) = deployment else {
-        return (0, 0, 0, md.spec.replicas.unwrap_or(1));
+        return Counts { replicas: 0, ready: 0, updated: 0, desired: md.spec.replicas.unwrap_or(1) };
     };
-    let desired = d.spec.replicas.unwrap_or(1);
     let s = d.status.clone().unwrap_or_default();
-    (s.replicas.unwrap_or(0), s.ready_replicas.unwrap_or(0), s.updated_replicas.unwrap_or(0), desired)
+    Counts {
+        replicas: s.replicas.unwrap_or(0),
+        ready: s.ready_replicas.unwrap_or(0),
+        updated: s.updated_replicas.unwrap_or(0),
+        desired: d.spec.replicas.unwrap_or(1),
+    }
 }
 
 /// Whether the Deployment controller has seen the Deployment's latest spec.

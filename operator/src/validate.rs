@@ -1,5 +1,6 @@
-//! Checks the reconciler makes before building anything: the rules the schema's CEL expresses (which
-//! API servers before 1.25 ignore) and the parts of the model URI a pattern cannot judge.
+//! Checks the reconciler makes before building anything: the rules the schema's CEL expresses (unknown
+//! to API servers before 1.23, enforced by default only from 1.25) and the parts of the model URI a
+//! pattern cannot judge.
 
 use crate::crd::ModelDeploymentSpec;
 

@@ -147,7 +147,8 @@ pub struct ServeArgs {
     pub model_repository: Option<PathBuf>,
 
     /// A single model file outside any repository, as NAME:VERSION=PATH (repeatable), e.g.
-    /// digits:1=/mnt/models/digits.onnx. The batching flags below apply to it.
+    /// digits:1=/mnt/models/digits.onnx. The batching flags below apply to it. Several may share one
+    /// flag or KUBEINFER_MODEL, separated by commas (so a PATH cannot contain one).
     #[arg(long, env = "KUBEINFER_MODEL", value_parser = parse_model_file, value_delimiter = ',')]
     pub model: Vec<ModelFile>,
 
@@ -218,8 +219,9 @@ pub struct BatchingArgs {
     pub intra_op_threads: usize,
 
     /// Whether ONNX Runtime's idle intra-op threads spin briefly before sleeping. Off by default: measured
-    /// on 2 cores, spinning cuts a heavy model's single-request latency by about 0.04 ms but takes the
-    /// cores the HTTP side needs under load (-45 % requests/s for a small model at concurrency 64).
+    /// on 2 cores, spinning helped a heavy model's single-request latency in one run and not in another,
+    /// but always took the cores the HTTP side needs under load (-38 to -45 % requests/s for a small
+    /// model at concurrency 64; docs/benchmarks.md).
     #[arg(long, env = "KUBEINFER_INTRA_OP_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
     pub intra_op_spinning: bool,
 

@@ -50,8 +50,8 @@ pub enum Error {
     Timeout { model: String, waited: Duration, timeout: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
-    #[error("model '{0}' is not ready")]
-    NotReady(String),
+    #[error("the models are still loading; retry shortly")]
+    Loading,
 
     #[error("the prediction log is not configured: start the server with DATABASE_URL to use /api")]
     PredictionLogDisabled,
@@ -80,7 +80,7 @@ impl Error {
             Error::QueueFull { .. }
             | Error::Timeout { .. }
             | Error::ShuttingDown
-            | Error::NotReady(_)
+            | Error::Loading
             | Error::PredictionLogDisabled
             | Error::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,7 +92,7 @@ impl Error {
     pub fn outcome(&self) -> &'static str {
         match self {
             Error::BadRequest(_) | Error::PayloadTooLarge { .. } => "invalid",
-            Error::QueueFull { .. } | Error::ShuttingDown | Error::NotReady(_) => "rejected",
+            Error::QueueFull { .. } | Error::ShuttingDown | Error::Loading => "rejected",
             Error::Timeout { .. } => "timeout",
             _ => "error",
         }
@@ -102,7 +102,7 @@ impl Error {
     fn retry_after(&self) -> Option<u32> {
         match self {
             Error::QueueFull { .. } | Error::Timeout { .. } => Some(1),
-            Error::ShuttingDown | Error::NotReady(_) => Some(5),
+            Error::ShuttingDown | Error::Loading => Some(5),
             _ => None,
         }
     }

@@ -18,6 +18,11 @@ pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    model: ModelSeries,
+}
+
+/// The per-model families, labelled by model and version; `for_model` resolves them.
+struct ModelSeries {
     inference_requests: IntCounterVec,
     inference_duration: HistogramVec,
     inference_overhead: HistogramVec,
@@ -29,7 +34,7 @@ pub struct Metrics {
     load_duration: GaugeVec,
 }
 
-fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+pub fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
     HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
         .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"))
 }
@@ -42,21 +47,9 @@ fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable!("metric {name}: {e}"))
 }
 
-impl Metrics {
-    pub fn new(ort_version: &str) -> Metrics {
-        let m = Metrics {
-            registry: Registry::new(),
-            http_requests: counter(
-                "kubeinfer_http_requests_total",
-                "HTTP requests answered, by route template, method and status code.",
-                &["route", "method", "status"],
-            ),
-            http_duration: histogram(
-                "kubeinfer_http_request_duration_seconds",
-                "Time from request received to response headers sent, by route template and method.",
-                &["route", "method"],
-                LATENCY_BUCKETS,
-            ),
+impl ModelSeries {
+    fn new() -> ModelSeries {
+        ModelSeries {
             inference_requests: counter(
                 "kubeinfer_inference_requests_total",
                 "Inference requests by model, version and outcome (success, invalid, rejected, timeout, \
@@ -112,6 +105,26 @@ impl Metrics {
                 MODEL,
             )
             .unwrap_or_else(|e| unreachable!("metric: {e}")),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new(ort_version: &str) -> Metrics {
+        let m = Metrics {
+            registry: Registry::new(),
+            http_requests: counter(
+                "kubeinfer_http_requests_total",
+                "HTTP requests answered, by route template, method and status code.",
+                &["route", "method", "status"],
+            ),
+            http_duration: histogram(
+                "kubeinfer_http_request_duration_seconds",
+                "Time from request received to response headers sent, by route template and method.",
+                &["route", "method"],
+                LATENCY_BUCKETS,
+            ),
+            model: ModelSeries::new(),
         };
         let build = IntGaugeVec::new(
             Opts::new("kubeinfer_build_info", "Always 1; labels carry the server and ONNX Runtime versions."),
@@ -119,18 +132,19 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable!("metric: {e}"));
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), ort_version]).set(1);
+        let s = &m.model;
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.http_requests.clone()),
             Box::new(m.http_duration.clone()),
-            Box::new(m.inference_requests.clone()),
-            Box::new(m.inference_duration.clone()),
-            Box::new(m.inference_overhead.clone()),
-            Box::new(m.queue_duration.clone()),
-            Box::new(m.compute_duration.clone()),
-            Box::new(m.batch_size.clone()),
-            Box::new(m.queue_depth.clone()),
-            Box::new(m.in_flight.clone()),
-            Box::new(m.load_duration.clone()),
+            Box::new(s.inference_requests.clone()),
+            Box::new(s.inference_duration.clone()),
+            Box::new(s.inference_overhead.clone()),
+            Box::new(s.queue_duration.clone()),
+            Box::new(s.compute_duration.clone()),
+            Box::new(s.batch_size.clone()),
+            Box::new(s.queue_depth.clone()),
+            Box::new(s.in_flight.clone()),
+            Box::new(s.load_duration.clone()),
             Box::new(build),
         ];
         for c in collectors {
@@ -150,7 +164,7 @@ impl Metrics {
     pub fn for_model(&self, model: &str, version: u64) -> ModelMetrics {
         let v = version.to_string();
         let labels = [model, v.as_str()];
-        let outcome = |o: &str| self.inference_requests.with_label_values(&[model, &v, o]);
+        let outcome = |o: &str| self.model.inference_requests.with_label_values(&[model, &v, o]);
         ModelMetrics {
             success: outcome("success"),
             invalid: outcome("invalid"),
@@ -158,14 +172,14 @@ impl Metrics {
             timeout: outcome("timeout"),
             cancelled: outcome("cancelled"),
             error: outcome("error"),
-            duration: self.inference_duration.with_label_values(&labels),
-            overhead: self.inference_overhead.with_label_values(&labels),
-            queue: self.queue_duration.with_label_values(&labels),
-            compute: self.compute_duration.with_label_values(&labels),
-            batch_size: self.batch_size.with_label_values(&labels),
-            queue_depth: self.queue_depth.with_label_values(&labels),
-            in_flight: self.in_flight.with_label_values(&labels),
-            load: self.load_duration.with_label_values(&labels),
+            duration: self.model.inference_duration.with_label_values(&labels),
+            overhead: self.model.inference_overhead.with_label_values(&labels),
+            queue: self.model.queue_duration.with_label_values(&labels),
+            compute: self.model.compute_duration.with_label_values(&labels),
+            batch_size: self.model.batch_size.with_label_values(&labels),
+            queue_depth: self.model.queue_depth.with_label_values(&labels),
+            in_flight: self.model.in_flight.with_label_values(&labels),
+            load: self.model.load_duration.with_label_values(&labels),
         }
     }
 

@@ -48,7 +48,6 @@ pub struct InferOutcome {
     pub queue_time: Duration,
     pub compute_time: Duration,
     pub batch_rows: usize,
-    pub rows: usize,
 }
 
 impl ServedModel {
@@ -109,7 +108,6 @@ impl ServedModel {
             queue_time: done.queue_time,
             compute_time: done.compute_time,
             batch_rows: done.batch_rows,
-            rows: checked.rows,
         })
     }
 
@@ -153,14 +151,14 @@ impl Registry {
             let settings = model_settings(&dir, defaults)?;
             for (version, path) in &dir.versions {
                 let model = load_version(&dir.name, *version, path, &settings, env, device, metrics)?;
-                registry.insert(model, settings.default_version)?;
+                registry.insert(model, settings.default_version);
             }
         }
         Ok(registry)
     }
 
     /// Adds a started model; `default_version` picks the version served when a request names none.
-    pub fn insert(&mut self, model: ServedModel, default_version: Option<u64>) -> Result<(), Error> {
+    pub fn insert(&mut self, model: ServedModel, default_version: Option<u64>) {
         let entry = self
             .models
             .entry(model.info.name.clone())
@@ -170,7 +168,6 @@ impl Registry {
             Some(v) => v,
             None => entry.versions.keys().next_back().copied().unwrap_or(0),
         };
-        Ok(())
     }
 
     /// The model a request names; `version` is the URL's version segment, if any.

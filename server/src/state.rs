@@ -42,7 +42,7 @@ impl AppState {
 
     /// The models, or 503 while they are still loading.
     pub fn registry(&self) -> Result<&Arc<Registry>, Error> {
-        self.registry.get().ok_or_else(|| Error::NotReady("any (models are still loading)".into()))
+        self.registry.get().ok_or(Error::Loading)
     }
 
     /// Readiness: models loaded and no shutdown under way.

@@ -169,7 +169,7 @@ async fn replicas_migrating_at_once_take_turns_under_the_lock() {
         .fetch_one(&pools[0])
         .await
         .unwrap();
-    assert_eq!(applied, kubeinfer_server::db::MIGRATOR.iter().count() as i64);
+    assert_eq!(applied, kubeinfer_server::db::migrator().iter().count() as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,14 +19,18 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseArgs, PayloadMode};
 use crate::error::Error;
-use crate::metrics::{LATENCY_BUCKETS, Metrics};
+use crate::metrics::{self, LATENCY_BUCKETS, Metrics};
 use cache::TtlCache;
 pub use writer::PredictionRow;
 use writer::{Writer, WriterMetrics};
 
-/// Migrations in server/migrations/, embedded in the binary. Index migrations are `-- no-transaction`
-/// so that they can build CONCURRENTLY.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Migrations in server/migrations/, embedded in the binary, with sqlx's own lock off (`migrate` takes
+/// its own). Index migrations are `-- no-transaction` so that they can build CONCURRENTLY.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_locking(false);
+    migrator
+}
 
 /// Key of the advisory lock that serialises migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x6b75_6265_696e_6672; // "kubeinfr"
@@ -44,8 +48,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.set_locking(false);
+    let migrator = migrator();
     // run_direct, not run: sqlx's own way round "Acquire is not general enough" inside spawned tasks.
     let result = migrator.run_direct(None, &mut *conn, false).await;
     let unlocked =
@@ -60,7 +63,7 @@ pub async fn migrate_url(url: &str) -> Result<(), Error> {
     let pool =
         PgPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
     migrate(&pool).await.map_err(|e| Error::Database(format!("migration failed: {e}")))?;
-    tracing::info!(applied = MIGRATOR.iter().count(), "migrations up to date");
+    tracing::info!(applied = migrator().iter().count(), "migrations up to date");
     pool.close().await;
     Ok(())
 }
@@ -132,15 +135,12 @@ impl PredictionLog {
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(url)
             .map_err(|e| Error::Database(format!("DATABASE_URL is not usable: {e}")))?;
-        let query_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "kubeinfer_db_query_duration_seconds",
-                "Time of each query API database query, by query name.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let query_duration = metrics::histogram(
+            "kubeinfer_db_query_duration_seconds",
+            "Time of each query API database query, by query name.",
             &["query"],
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
+            LATENCY_BUCKETS,
+        );
         let writer_metrics = writer_metrics();
         for c in [
             Box::new(query_duration.clone()) as Box<dyn Collector>,

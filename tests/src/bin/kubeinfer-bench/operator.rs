@@ -9,6 +9,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
 use kubeinfer_operator::crd::ModelDeployment;
 use kubeinfer_tests::e2e::Env;
+use kubeinfer_tests::process::ServerProcess;
+
+use crate::load::get_text;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -73,56 +76,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = env.cluster.apply(&yaml, &["-n", &ns]);
     anyhow::ensure!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
     let applied = started.elapsed();
-    let converged = rt.block_on(async {
-        let client = env.client().await;
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-        let mds: Api<ModelDeployment> = Api::namespaced(client, &ns);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let children = deployments.list(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0);
-            let current = mds.list(&ListParams::default()).await.map(|l| {
-                l.items
-                    .iter()
-                    .filter(|m| {
-                        m.status.as_ref().is_some_and(|s| {
-                            s.observed_generation == m.metadata.generation && !s.conditions.is_empty()
-                        })
-                    })
-                    .count()
-            });
-            if children == args.count && current.unwrap_or(0) == args.count {
-                return Ok(started.elapsed());
-            }
-            if Instant::now() > deadline {
-                let log = operator.log_text();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                anyhow::bail!(
-                    "not converged after 300 s: {children} Deployments; operator log ends:\n{}",
-                    tail.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })?;
-    let scrape = String::from_utf8_lossy(
-        &std::process::Command::new("curl")
-            .args(["-s", &format!("http://{}/metrics", operator.addr)])
-            .output()?
-            .stdout,
-    )
-    .into_owned();
+    rt.block_on(converge(&env, &ns, args.count, &operator))?;
+    let converged = started.elapsed();
+    let scrape = rt.block_on(get_text(operator.addr, "/metrics"))?;
     let peak = operator.peak_rss_bytes().unwrap_or(0);
+    operator.kill();
     let name = "kubeinfer_operator_reconcile_duration_seconds";
     let p50 = histogram_quantile(&scrape, name, 0.5).unwrap_or(f64::NAN) * 1e3;
     let p99 = histogram_quantile(&scrape, name, 0.99).unwrap_or(f64::NAN) * 1e3;
-    let reconciles =
-        scrape.lines().find_map(|l| l.strip_prefix(&format!("{name}_count "))).unwrap_or("?").to_string();
-    let errors = scrape
-        .lines()
-        .find_map(|l| l.strip_prefix("kubeinfer_operator_reconciliations_total{result=\"error\"} "))
-        .unwrap_or("?")
-        .to_string();
-    operator.kill();
+    let sample =
+        |prefix: &str| scrape.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or("?").to_string();
+    let reconciles = sample(&format!("{name}_count "));
+    let errors = sample("kubeinfer_operator_reconciliations_total{result=\"error\"} ");
     println!(
         "## Operator at scale ({} ModelDeployments applied at once, concurrency {})\n",
         args.count, args.concurrency
@@ -143,6 +108,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("| reconciles / failed | {reconciles} / {errors} | |");
     println!();
     Ok(())
+}
+
+/// Waits (at most 120 s) until every ModelDeployment has its Deployment and a status for its
+/// current generation.
+async fn converge(env: &Env, ns: &str, count: usize, operator: &ServerProcess) -> anyhow::Result<()> {
+    let client = env.client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let mds: Api<ModelDeployment> = Api::namespaced(client, ns);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let children = deployments.list(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0);
+        let current = mds.list(&ListParams::default()).await.map(|l| {
+            l.items
+                .iter()
+                .filter(|m| {
+                    m.status.as_ref().is_some_and(|s| {
+                        s.observed_generation == m.metadata.generation && !s.conditions.is_empty()
+                    })
+                })
+                .count()
+        });
+        if children == count && current.unwrap_or(0) == count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let log = operator.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            anyhow::bail!(
+                "not converged after 120 s: {children} Deployments; operator log ends:\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[cfg(test)]
