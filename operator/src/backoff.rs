@@ -1,4 +1,5 @@
-//! Backoff of the controller's watches. kube's default grows to 30 s and starts over only after two quiet
+//! Backoffs: of a failing reconcile (`reconcile_retry`), and of the controller's watches
+//! (`WatchBackoff`). For the watches, kube's default grows to 30 s and starts over only after two quiet
 //! minutes; a restarted API server answers every watch with 410 Gone in turn, and those pauses added up to
 //! more than a minute during which new ModelDeployments went unseen (found by the restart test). This one
 //! stays short and starts over as soon as anything arrives.
@@ -6,6 +7,12 @@
 use std::time::Duration;
 
 use kube::runtime::utils::Backoff;
+
+/// The requeue delay after `failures` reconciles of one object failed in a row: 1 s, doubling, at
+/// most 5 minutes.
+pub fn reconcile_retry(failures: u32) -> Duration {
+    Duration::from_secs((1u64 << failures.saturating_sub(1).min(9)).min(300))
+}
 
 const FIRST: Duration = Duration::from_millis(250);
 const MAX: Duration = Duration::from_secs(5);
@@ -40,6 +47,12 @@ impl Backoff for WatchBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconcile_retries_double_from_one_second_and_stop_at_five_minutes() {
+        let delays: Vec<u64> = (1..=11).map(|n| reconcile_retry(n).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+    }
 
     #[test]
     fn delays_double_to_five_seconds_and_start_over_on_reset() {

@@ -17,7 +17,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::backoff::WatchBackoff;
+use crate::backoff::{WatchBackoff, reconcile_retry};
 use crate::crd::ModelDeployment;
 use crate::discovery::Capabilities;
 use crate::error::Error;
@@ -101,13 +101,9 @@ pub fn error_policy(md: Arc<ModelDeployment>, error: &Error, ctx: Arc<Context>) 
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     let n = failures.entry(key(&md)).or_insert(0);
     *n = n.saturating_add(1);
-    let delay = backoff(*n);
+    let delay = reconcile_retry(*n);
     tracing::warn!(model_deployment = %key(&md), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-pub fn backoff(failures: u32) -> Duration {
-    Duration::from_secs((1u64 << failures.saturating_sub(1).min(9)).min(300))
 }
 
 /// Runs the controller until `shutdown` resolves, then finishes the reconciles in flight.
@@ -168,15 +164,4 @@ pub async fn run(
         })
         .await;
     counter.abort();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_one_second_and_stops_at_five_minutes() {
-        let delays: Vec<u64> = (1..=11).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-    }
 }

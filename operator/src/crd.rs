@@ -321,6 +321,16 @@ fn default_database_key() -> String {
     "DATABASE_URL".into()
 }
 
+impl ModelDeploymentSpec {
+    /// The most replicas this model may run: what decides whether a PDB and topology spread make sense.
+    pub fn max_replicas(&self) -> i32 {
+        match &self.autoscaling {
+            Some(a) => a.max_replicas,
+            None => self.replicas.unwrap_or(1),
+        }
+    }
+}
+
 impl ModelDeployment {
     /// The name the model is served under.
     pub fn served_name(&self) -> String {

@@ -253,8 +253,7 @@ pub fn unavailable(md: &ModelDeployment, caps: Capabilities) -> Vec<Problem> {
              (Kubernetes 1.23+); running autoscaling.minReplicas replicas",
         ));
     }
-    let max = md.spec.autoscaling.as_ref().map(|a| a.max_replicas).unwrap_or(md.spec.replicas.unwrap_or(1));
-    if max > 1 && !caps.policy_v1 {
+    if md.spec.max_replicas() > 1 && !caps.policy_v1 {
         problems.push(Problem::new(
             reason::DISRUPTION_BUDGET_UNAVAILABLE,
             "more than one replica wants a policy/v1 PodDisruptionBudget, which this cluster does not serve \

@@ -47,7 +47,7 @@ pub fn deployment(b: &Build, config_checksum: &str) -> Deployment {
         tolerations: pod::tolerations(b),
         affinity: spec.affinity.clone(),
         runtime_class_name: spec.gpu.as_ref().and_then(|g| g.runtime_class_name.clone()),
-        topology_spread_constraints: (b.max_replicas() > 1).then(|| {
+        topology_spread_constraints: (b.md.spec.max_replicas() > 1).then(|| {
             vec![TopologySpreadConstraint {
                 max_skew: 1,
                 topology_key: "kubernetes.io/hostname".into(),

@@ -84,14 +84,6 @@ impl Build<'_> {
         }
     }
 
-    /// The most replicas this model may run: what decides whether a PDB and topology spread make sense.
-    pub fn max_replicas(&self) -> i32 {
-        match &self.md.spec.autoscaling {
-            Some(a) => a.max_replicas,
-            None => self.md.spec.replicas.unwrap_or(1),
-        }
-    }
-
     pub fn edge_enabled(&self) -> bool {
         self.md.spec.edge.as_ref().is_some_and(|e| e.enabled)
     }

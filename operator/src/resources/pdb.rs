@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::Build;
 
 pub fn pdb(b: &Build) -> Option<PodDisruptionBudget> {
-    (b.max_replicas() > 1).then(|| PodDisruptionBudget {
+    (b.md.spec.max_replicas() > 1).then(|| PodDisruptionBudget {
         metadata: b.metadata(b.name()),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
