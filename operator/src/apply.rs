@@ -3,10 +3,14 @@
 //!
 //! Some API servers (1.20's among them) bump a Deployment's resourceVersion on every apply, even an
 //! unchanged one, which would wake the watch and loop; so the apply is skipped when the hash of the
-//! desired object, kept in an annotation, matches and no other field manager has changed a field the
-//! operator sets (see `drift`). Hand edits are thus undone on the next reconcile.
+//! desired object, kept in an annotation, matches and the live object still holds every field the
+//! operator sets (see `drift`). Hand edits are thus undone on the next reconcile. An edit an apply
+//! cannot undo (a list element another field manager owns) is tried once per resourceVersion, then
+//! left with a warning, so it cannot turn into an apply per reconcile.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Mutex;
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
@@ -38,23 +42,60 @@ where
     let name = desired.name_any();
     let digest = hash(kind, &desired)?;
     desired.annotations_mut().insert(APPLIED_HASH.into(), digest.clone());
+    let mut correcting = None;
     if let Some(existing) = api.get_opt(&name).await?
         && existing.annotations().get(APPLIED_HASH) == Some(&digest)
     {
+        let uid = existing.uid().unwrap_or_default();
         let live = serde_json::to_value(&existing).map_err(|e| Error::Encode(kind, e))?;
-        if !drift::edited_by_others(&live, MANAGER) {
-            return Ok(Applied { object: existing, written: false });
-        }
         let want = serde_json::to_value(&desired).map_err(|e| Error::Encode(kind, e))?;
+        let version = existing.resource_version().unwrap_or_default();
         match drift::first_difference(&live, &want) {
-            None => return Ok(Applied { object: existing, written: false }),
+            None => {
+                STUCK.forget(&uid);
+                return Ok(Applied { object: existing, written: false });
+            }
+            Some(_) if STUCK.is_stuck(&uid, &version) => {
+                return Ok(Applied { object: existing, written: false });
+            }
             Some(field) => {
-                tracing::info!(kind, name = %name, field, "child was changed by hand; restoring it")
+                tracing::info!(kind, name = %name, field, "child was changed by hand; restoring it");
+                correcting = Some((uid, want));
             }
         }
     }
     let object = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await?;
+    if let Some((uid, want)) = correcting {
+        let after = serde_json::to_value(&object).map_err(|e| Error::Encode(kind, e))?;
+        match drift::first_difference(&after, &want) {
+            None => STUCK.forget(&uid),
+            Some(field) => {
+                tracing::warn!(kind, name = %name, field, "cannot restore the field (another field manager owns it, or the API server rewrites it); leaving it until the object changes");
+                STUCK.remember(uid, object.resource_version().unwrap_or_default());
+            }
+        }
+    }
     Ok(Applied { object, written: true })
+}
+
+/// Objects an apply did not bring back in line, by uid, with the resourceVersion that apply left.
+/// While an object stays at that version it is not applied again.
+static STUCK: Stuck = Stuck(Mutex::new(BTreeMap::new()));
+
+struct Stuck(Mutex<BTreeMap<String, String>>);
+
+impl Stuck {
+    fn is_stuck(&self, uid: &str, version: &str) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(uid).is_some_and(|v| v == version)
+    }
+
+    fn remember(&self, uid: String, version: String) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, version);
+    }
+
+    fn forget(&self, uid: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
 }
 
 /// Deletes `name` if it exists and is controlled by `owner_uid`; returns whether it deleted anything.
@@ -78,5 +119,21 @@ where
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_object_is_left_alone_only_at_the_version_the_apply_left() {
+        let stuck = Stuck(Mutex::new(BTreeMap::new()));
+        stuck.remember("uid-1".into(), "42".into());
+        assert!(stuck.is_stuck("uid-1", "42"));
+        assert!(!stuck.is_stuck("uid-1", "43"), "edited again: worth another try");
+        assert!(!stuck.is_stuck("uid-2", "42"));
+        stuck.forget("uid-1");
+        assert!(!stuck.is_stuck("uid-1", "42"));
     }
 }

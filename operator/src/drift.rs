@@ -3,9 +3,8 @@
 //! "1"); none of that is drift. A field the operator sets that someone changed or removed (`kubectl
 //! edit`, a stray apply) is.
 //!
-//! Only objects another field manager has written to are compared at all: a normalisation this module
-//! does not know would otherwise make every reconcile re-apply, and on API servers that bump the
-//! resourceVersion of an unchanged apply, wake the watch again, forever.
+//! A difference an apply cannot remove (a list element another field manager owns, a normalisation
+//! this module does not know) is bounded by `apply`, which tries once per resourceVersion.
 
 use serde_json::Value;
 
@@ -13,18 +12,30 @@ use serde_json::Value;
 /// Lists must match element by element (the operator owns whole lists: containers, ports, env); an
 /// empty list or map the operator sets may be absent, since the API server drops them.
 pub fn first_difference(live: &Value, desired: &Value) -> Option<String> {
+    difference(live, desired, false)
+}
+
+/// Keys under which strings are Kubernetes quantities (resource requests and limits, HPA targets).
+const QUANTITY_KEYS: &[&str] = &["resources", "limits", "requests", "averageValue"];
+
+fn difference(live: &Value, desired: &Value, quantities: bool) -> Option<String> {
     match (desired, live) {
         (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(key, w)| match have.get(key) {
-            Some(h) => first_difference(h, w).map(|inner| join(key, &inner)),
+            Some(h) => difference(h, w, quantities || QUANTITY_KEYS.contains(&key.as_str()))
+                .map(|inner| join(key, &inner)),
             None => (!is_empty(w)).then(|| key.clone()),
         }),
-        (Value::Array(want), Value::Array(have)) if want.len() == have.len() => want
-            .iter()
-            .zip(have)
-            .enumerate()
-            .find_map(|(i, (w, h))| first_difference(h, w).map(|inner| join(&format!("[{i}]"), &inner))),
+        (Value::Array(want), Value::Array(have)) if want.len() == have.len() => {
+            want.iter().zip(have).enumerate().find_map(|(i, (w, h))| {
+                difference(h, w, quantities).map(|inner| join(&format!("[{i}]"), &inner))
+            })
+        }
         (want, Value::Null) if is_empty(want) => None,
-        (Value::String(want), Value::String(have)) if want == have || same_quantity(want, have) => None,
+        (Value::String(want), Value::String(have))
+            if want == have || (quantities && same_quantity(want, have)) =>
+        {
+            None
+        }
         (want, have) => (want != have).then(String::new),
     }
 }
@@ -46,40 +57,6 @@ fn is_empty(value: &Value) -> bool {
         Value::String(s) => s.is_empty(),
         Value::Array(items) => items.is_empty(),
         Value::Object(fields) => fields.is_empty(),
-    }
-}
-
-/// Fields other managers write as a matter of course: the status, and the Deployment controller's
-/// revision annotation.
-const EXPECTED: &[&[&str]] =
-    &[&["f:status"], &["f:metadata", "f:annotations", "f:deployment.kubernetes.io/revision"]];
-
-/// Whether a field manager other than `manager` owns any field of the live object beyond `EXPECTED`:
-/// the sign of a hand edit, read from metadata.managedFields.
-pub fn edited_by_others(live: &Value, manager: &str) -> bool {
-    let Some(entries) = live.pointer("/metadata/managedFields").and_then(Value::as_array) else {
-        return false;
-    };
-    entries.iter().filter(|e| e.get("manager").and_then(Value::as_str) != Some(manager)).any(|e| {
-        let mut fields = e.get("fieldsV1").cloned().unwrap_or(Value::Null);
-        for path in EXPECTED {
-            remove(&mut fields, path);
-        }
-        !is_empty(&fields)
-    })
-}
-
-/// Removes the field at `path`, then any map that removal left empty.
-fn remove(fields: &mut Value, path: &[&str]) {
-    let Some((head, rest)) = path.split_first() else { return };
-    let Some(map) = fields.as_object_mut() else { return };
-    if rest.is_empty() {
-        map.remove(*head);
-    } else if let Some(inner) = map.get_mut(*head) {
-        remove(inner, rest);
-        if inner.as_object().is_some_and(|m| m.is_empty()) {
-            map.remove(*head);
-        }
     }
 }
 
@@ -161,27 +138,19 @@ mod tests {
     }
 
     #[test]
-    fn only_a_foreign_manager_writing_beyond_status_and_revision_counts_as_an_edit() {
-        let entry = |manager: &str, fields: Value| json!({"manager": manager, "operation": "Update", "fieldsV1": fields});
-        let object = |entries: Vec<Value>| json!({"metadata": {"managedFields": entries}});
-        let ours = entry("kubeinfer-operator", json!({"f:spec": {"f:replicas": {}}}));
-        let controller = entry(
-            "kube-controller-manager",
-            json!({"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}, "f:status": {"f:replicas": {}}}),
-        );
-        assert!(!edited_by_others(&object(vec![ours.clone(), controller.clone()]), "kubeinfer-operator"));
-        let edit = entry("kubectl-edit", json!({"f:spec": {"f:template": {}}}));
-        assert!(edited_by_others(&object(vec![ours, controller, edit]), "kubeinfer-operator"));
-        assert!(!edited_by_others(&json!({"metadata": {}}), "kubeinfer-operator"));
-    }
-
-    #[test]
     fn quantities_in_canonical_form_are_the_same_value() {
-        let same = |live: Value, desired: Value| first_difference(&live, &desired).is_none();
+        let limits = |v: Value| json!({"resources": {"limits": v}});
+        let same = |live: Value, desired: Value| first_difference(&limits(live), &limits(desired)).is_none();
         assert!(same(json!({"cpu": "1"}), json!({"cpu": "1000m"})));
         assert!(same(json!({"memory": "1Gi"}), json!({"memory": "1024Mi"})));
         assert!(same(json!({"memory": "1k"}), json!({"memory": "1e3"})));
         assert!(!same(json!({"cpu": "2"}), json!({"cpu": "1000m"})));
         assert!(!same(json!({"image": "m1"}), json!({"image": "1m"})));
+    }
+
+    #[test]
+    fn outside_resources_a_number_written_differently_is_drift() {
+        let env = |v: &str| json!({"env": [{"name": "BATCH", "value": v}]});
+        assert_eq!(first_difference(&env("1000"), &env("1k")).as_deref(), Some("env[0].value"));
     }
 }

@@ -108,24 +108,30 @@ impl Elector {
         let period = self.duration / 3;
         let deadline = self.duration * 2 / 3;
         let mut last_renewal = tokio::time::Instant::now();
+        let mut wait = period;
         loop {
-            tokio::time::sleep(period).await;
+            tokio::time::sleep(wait).await;
+            let left = deadline.saturating_sub(last_renewal.elapsed());
             // A renewal that hangs (API server unreachable, packets dropped) must not outlive the
             // lease: by then another replica may lead, and two leaders would fight over every object.
-            let left = deadline.saturating_sub(last_renewal.elapsed()).max(Duration::from_millis(1));
-            let failure = match tokio::time::timeout(left, self.try_acquire()).await {
+            let limit = left.min(period).max(Duration::from_millis(1));
+            let failure = match tokio::time::timeout(limit, self.try_acquire()).await {
                 Ok(Ok(Holder::Me)) => {
                     last_renewal = tokio::time::Instant::now();
+                    wait = period;
                     continue;
                 }
                 Ok(Ok(Holder::Other(holder))) => return Error::Leader(format!("lease taken by {holder}")),
                 Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer from the API server within {left:?}"),
+                Err(_) => format!("no answer from the API server within {limit:?}"),
             };
-            if last_renewal.elapsed() >= deadline {
+            let left = deadline.saturating_sub(last_renewal.elapsed());
+            if left.is_zero() {
                 return Error::Leader(format!("could not renew the lease for {deadline:?}: {failure}"));
             }
-            tracing::warn!(error = %failure, "lease renewal failed; retrying");
+            // Retry well before the deadline, several times if need be: one blip must not cost the lease.
+            wait = (left / 4).max(Duration::from_millis(50));
+            tracing::warn!(error = %failure, retry_in_ms = wait.as_millis() as u64, "lease renewal failed; retrying");
         }
     }
 

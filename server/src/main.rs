@@ -39,6 +39,9 @@ fn main() -> std::process::ExitCode {
         }
         Ok(())
     });
+    // Blocking tasks still running (an instance thread stuck in a batch that `serve` gave up waiting
+    // for) would otherwise hold the exit until they finish.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

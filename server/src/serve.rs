@@ -65,7 +65,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     tracing::info!(models = registry.all().count(), "all models loaded; ready");
 
     let served = until_drained(server, &draining, args.drain_timeout).await;
-    stop(registry, predictions, args.drain_timeout).await;
+    stop(registry, predictions).await;
     served?;
     tracing::info!("stopped");
     Ok(())
@@ -115,12 +115,18 @@ async fn until_drained(
     }
 }
 
+/// How long the instance threads get to finish at exit. After a complete drain they are idle and stop
+/// at once; only a drain cut short leaves one inside a batch, whose caller is gone anyway.
+const INSTANCE_STOP: Duration = Duration::from_secs(5);
+
 /// Stops the instance threads (each finishes its batch) and flushes the prediction log. The threads
-/// get `timeout` at most: a batch stuck in a huge model must not hold the log's last rows back.
-async fn stop(registry: Arc<Registry>, predictions: Option<Arc<PredictionLog>>, timeout: Duration) {
+/// get `INSTANCE_STOP` at most: a batch stuck in a huge model must not hold the log's last rows back
+/// (main's runtime shutdown then abandons them). Worst case from SIGTERM: shutdown delay + drain
+/// timeout + 5 s + the log's shutdown grace (5 + 30 + 5 + 10 s by default, within the pod's 60 s).
+async fn stop(registry: Arc<Registry>, predictions: Option<Arc<PredictionLog>>) {
     let stopping = tokio::task::spawn_blocking(move || registry.shutdown());
-    if tokio::time::timeout(timeout, stopping).await.is_err() {
-        tracing::warn!("model instances still busy after the drain timeout; exiting without them");
+    if tokio::time::timeout(INSTANCE_STOP, stopping).await.is_err() {
+        tracing::warn!("model instances still busy after {INSTANCE_STOP:?}; exiting without them");
     }
     if let Some(log) = predictions {
         log.shutdown().await;

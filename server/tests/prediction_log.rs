@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use common::db::{args, fresh_database, start_with_log, wait_for_count};
+use common::db::{args, fresh_database, start_with_log, wait_for_count, wait_for_metric};
 use kubeinfer_tests::postgres::{Postgres, TEST_SETTINGS, seed_predictions};
 use serde_json::json;
 use sqlx::{PgPool, Row};
@@ -54,9 +54,8 @@ async fn every_inference_is_logged_with_its_timings_outcome_and_client() {
         bad.get::<Option<String>, _>("error").as_deref(),
         Some("input 'x' of model 'affine' needs shape [-1, 4] (-1: any size), but the request sent [1, 3]")
     );
-    let m = app.metrics().await;
-    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_rows_written_total"), 2.0);
-    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_dropped_total"), 0.0);
+    assert_eq!(wait_for_metric(&app, "kubeinfer_prediction_log_rows_written_total", 2.0).await, 2.0);
+    assert_eq!(common::sample(&app.metrics().await, "kubeinfer_prediction_log_dropped_total"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,9 +99,8 @@ async fn a_row_postgres_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_wr
         log.record(row(id));
     }
     assert_eq!(wait_for_count(&pool, "SELECT count(*) FROM predictions", 2).await, 2);
-    let m = app.metrics().await;
-    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_rows_written_total"), 2.0);
-    assert_eq!(common::sample(&m, "kubeinfer_prediction_log_dropped_total"), 1.0);
+    assert_eq!(wait_for_metric(&app, "kubeinfer_prediction_log_rows_written_total", 2.0).await, 2.0);
+    assert_eq!(common::sample(&app.metrics().await, "kubeinfer_prediction_log_dropped_total"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

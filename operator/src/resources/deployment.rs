@@ -280,9 +280,9 @@ mod tests {
         let args = server(&d).args.clone().unwrap();
         let delay = &args[args.iter().position(|a| a == "--shutdown-delay").unwrap() + 1];
         assert_eq!(delay, &format!("{}s", pod::SHUTDOWN_DELAY_SECONDS));
-        // The delay, then the server's default 30 s drain timeout, then its 10 s log flush grace.
+        // The delay, the server's default 30 s drain timeout, its 5 s instance stop, its 10 s log grace.
         assert_eq!(grace, 60);
-        assert!(grace > pod::SHUTDOWN_DELAY_SECONDS + 30 + 10, "grace {grace}s");
+        assert!(grace > pod::SHUTDOWN_DELAY_SECONDS + 30 + 5 + 10, "grace {grace}s");
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::validate::ModelUri;
 
 /// Seconds the server keeps answering after SIGTERM before it stops accepting (its --shutdown-delay).
 pub const SHUTDOWN_DELAY_SECONDS: i64 = 5;
-/// Room for the server's shutdown delay (5 s), drain timeout (30 s by default) and prediction log
-/// shutdown grace (10 s by default), with margin: past it the kubelet sends SIGKILL.
+/// Room for the server's shutdown delay (5 s), drain timeout (30 s by default), instance stop (5 s) and
+/// prediction log shutdown grace (10 s by default), with margin: past it the kubelet sends SIGKILL.
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 const MODELS_DIR: &str = "/models";
 const PVC_DIR: &str = "/mnt/model";

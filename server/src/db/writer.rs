@@ -90,7 +90,7 @@ impl Writer {
             let started = Instant::now();
             let error = match insert(&self.pool, rows).await {
                 Ok(()) => return self.written(rows.len(), started),
-                Err(e) if refuses_the_data(&e) => return self.flush_one_by_one(rows, e).await,
+                Err(e) if refuses_the_data(&e) => return self.flush_one_by_one(rows, e, rx, closing).await,
                 Err(e) => e,
             };
             if rx.is_closed() {
@@ -110,12 +110,25 @@ impl Writer {
     /// The batch held a row the database will never take: find it by writing each row alone, and drop
     /// only the rows that fail. A row that fails for availability here is dropped too (rare: the
     /// batch failed on its data a moment ago), rather than stalling the log behind a retry per row.
-    async fn flush_one_by_one(&self, rows: &[PredictionRow], batch_error: sqlx::Error) {
+    async fn flush_one_by_one(
+        &self,
+        rows: &[PredictionRow],
+        batch_error: sqlx::Error,
+        rx: &mpsc::Receiver<PredictionRow>,
+        closing: &mut Option<Instant>,
+    ) {
         tracing::warn!(error = %batch_error, rows = rows.len(), "prediction log batch refused; writing its rows one by one");
-        for row in rows {
-            let started = Instant::now();
+        for (i, row) in rows.iter().enumerate() {
+            if rx.is_closed()
+                && Instant::now() >= *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace)
+            {
+                let left = rows.len() - i;
+                tracing::error!(rows = left, "prediction log rows dropped at shutdown");
+                self.metrics.dropped.inc_by(left as u64);
+                return;
+            }
             match insert(&self.pool, std::slice::from_ref(row)).await {
-                Ok(()) => self.written(1, started),
+                Ok(()) => self.metrics.written.inc(),
                 Err(e) => {
                     tracing::error!(error = %e, id = %row.id, model = %row.model, "prediction log row dropped");
                     self.metrics.dropped.inc();

@@ -107,15 +107,38 @@ pub fn permanent(e: &object_store::Error) -> bool {
     )
 }
 
-/// `text` with the secrets `uri` carries (a password, a pre-signed query string) replaced, so that
-/// neither the pod's log nor its termination message shows them.
+/// `text` with the secrets `uri` carries replaced: its user info (`user:password@`, or a bare token
+/// before `@`) and its query string (a pre-signed URL's signature), as written and as the URL parser
+/// re-encodes them, so that neither the pod's log nor its termination message shows them. Works on
+/// URIs that do not parse, too.
 pub fn redact(uri: &str, text: &str) -> String {
-    let Ok(url) = Url::parse(uri) else { return text.to_string() };
-    [url.password(), url.query()]
-        .into_iter()
-        .flatten()
-        .filter(|secret| !secret.is_empty())
-        .fold(text.to_string(), |text, secret| text.replace(secret, "REDACTED"))
+    let mut secrets: Vec<String> = Vec::new();
+    if let Some((_, rest)) = uri.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            secrets.push(format!("{userinfo}@"));
+        }
+    }
+    if let Some((_, query)) = uri.split_once('?') {
+        secrets.push(format!("?{}", query.split('#').next().unwrap_or_default()));
+    }
+    if let Ok(url) = Url::parse(uri) {
+        match url.password() {
+            Some(password) => secrets.push(format!("{}:{password}@", url.username())),
+            None if !url.username().is_empty() => secrets.push(format!("{}@", url.username())),
+            None => {}
+        }
+        if let Some(query) = url.query() {
+            secrets.push(format!("?{query}"));
+        }
+    }
+    secrets.retain(|s| s.len() > 1);
+    // Longest first, so that a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.iter().fold(text.to_string(), |text, secret| {
+        let replacement = if secret.starts_with('?') { "?REDACTED" } else { "REDACTED@" };
+        text.replace(secret.as_str(), replacement)
+    })
 }
 
 /// A one-line explanation of a store error for the pod's log.
@@ -146,8 +169,15 @@ mod tests {
         let uri = "https://me:s3cret@host/m.onnx?X-Amz-Signature=abc&X-Amz-Expires=60";
         assert_eq!(
             redact(uri, &format!("cannot fetch {uri}: timed out")),
-            "cannot fetch https://me:REDACTED@host/m.onnx?REDACTED: timed out"
+            "cannot fetch https://REDACTED@host/m.onnx?REDACTED: timed out"
         );
+        let token = "https://ghp_t0ken@host/m.onnx";
+        assert_eq!(redact(token, &format!("pull {token}")), "pull https://REDACTED@host/m.onnx");
+        let unparsable = "https://u:s3cret@host:99999/m.onnx?sig=x";
+        assert_eq!(redact(unparsable, unparsable), "https://REDACTED@host:99999/m.onnx?REDACTED");
+        let encoded = "https://u:p ss@host/m.onnx?a=b c";
+        let parsed = Url::parse(encoded).unwrap().to_string();
+        assert_eq!(redact(encoded, &parsed), "https://REDACTED@host/m.onnx?REDACTED");
         assert_eq!(
             redact("https://host/m.onnx", "cannot fetch https://host/m.onnx"),
             "cannot fetch https://host/m.onnx"

@@ -61,3 +61,17 @@ pub async fn wait_for_count(pool: &PgPool, sql: &'static str, want: i64) -> i64 
     }
     n
 }
+
+/// Polls the app's metric `name` until it reaches `want`, for at most 10 seconds: the writer counts a
+/// row just after the database has it, so a reader can see the row first.
+pub async fn wait_for_metric(app: &TestApp, name: &str, want: f64) -> f64 {
+    let mut value = 0.0;
+    for _ in 0..200 {
+        value = super::sample(&app.metrics().await, name);
+        if value >= want {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    value
+}
