@@ -5,8 +5,8 @@
 //! unchanged one, which would wake the watch and loop; so the apply is skipped when the hash of the
 //! desired object, kept in an annotation, matches and the live object still holds every field the
 //! operator sets (see `drift`). Hand edits are thus undone on the next reconcile. An edit an apply
-//! cannot undo (a list element another field manager owns) is tried once per resourceVersion, then
-//! left with a warning, so it cannot turn into an apply per reconcile.
+//! cannot undo (a list element another field manager owns) is tried once per generation of the
+//! object, then left with a warning, so it cannot turn into an apply per reconcile.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -49,7 +49,7 @@ where
         let uid = existing.uid().unwrap_or_default();
         let live = serde_json::to_value(&existing).map_err(|e| Error::Encode(kind, e))?;
         let want = serde_json::to_value(&desired).map_err(|e| Error::Encode(kind, e))?;
-        let version = existing.resource_version().unwrap_or_default();
+        let version = version_of(&existing);
         match drift::first_difference(&live, &want) {
             None => {
                 STUCK.forget(&uid);
@@ -71,15 +71,24 @@ where
             None => STUCK.forget(&uid),
             Some(field) => {
                 tracing::warn!(kind, name = %name, field, "cannot restore the field (another field manager owns it, or the API server rewrites it); leaving it until the object changes");
-                STUCK.remember(uid, object.resource_version().unwrap_or_default());
+                STUCK.remember(uid, version_of(&object));
             }
         }
     }
     Ok(Applied { object, written: true })
 }
 
-/// Objects an apply did not bring back in line, by uid, with the resourceVersion that apply left.
-/// While an object stays at that version it is not applied again.
+/// What changes when someone edits an object: its generation where it has one (status writes do not
+/// move it, so a Deployment's rollout does not count), else its resourceVersion.
+fn version_of<K: Resource>(object: &K) -> String {
+    match object.meta().generation {
+        Some(generation) => format!("generation {generation}"),
+        None => object.resource_version().unwrap_or_default(),
+    }
+}
+
+/// Objects an apply did not bring back in line, by uid, with the version (`version_of`) that apply
+/// left. While an object stays at that version it is not applied again.
 static STUCK: Stuck = Stuck(Mutex::new(BTreeMap::new()));
 
 struct Stuck(Mutex<BTreeMap<String, String>>);

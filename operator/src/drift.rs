@@ -4,7 +4,7 @@
 //! edit`, a stray apply) is.
 //!
 //! A difference an apply cannot remove (a list element another field manager owns, a normalisation
-//! this module does not know) is bounded by `apply`, which tries once per resourceVersion.
+//! this module does not know) is bounded by `apply`, which tries once per generation of the object.
 
 use serde_json::Value;
 
