@@ -95,6 +95,7 @@ impl ControlPlane {
             assert!(assets.join(bin).exists(), "no {bin} in KUBEBUILDER_ASSETS={}", assets.display());
         }
         let dir = tempfile::Builder::new().prefix("kubeinfer-k8s-").tempdir().expect("temp dir");
+        crate::process::remove_when_gone(dir.path());
         let key = dir.path().join("sa.key");
         let status = Command::new("openssl")
             .args(["genrsa", "-out"])

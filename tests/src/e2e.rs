@@ -84,6 +84,7 @@ impl Env {
             "--duration=3h",
         ]);
         let dir = tempfile::tempdir().expect("temp dir");
+        crate::process::remove_when_gone(dir.path());
         let operator_kubeconfig = dir.path().join("operator.kubeconfig");
         let admin = std::fs::read_to_string(cluster.kubeconfig()).expect("admin kubeconfig");
         let server = admin

@@ -63,6 +63,7 @@ impl Postgres {
             bin.display()
         );
         let dir = tempfile::Builder::new().prefix("kubeinfer-pg-").tempdir().expect("a temp dir");
+        crate::process::remove_when_gone(dir.path());
         if is_root() {
             let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
             assert!(status.is_ok_and(|s| s.success()), "cannot give the data directory to postgres");

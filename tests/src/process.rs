@@ -183,6 +183,17 @@ pub fn watchdog(pid: u32, signal: &str) -> Child {
         .expect("the watchdog starts")
 }
 
+/// Removes `dir` once this test process is gone, after the watchdogs have had time to stop what used
+/// it. A cluster kept in a `static` (shared by one test binary) is never dropped, so its `TempDir`
+/// never cleans up: without this every test run left its databases in /tmp.
+pub fn remove_when_gone(dir: &std::path::Path) {
+    let me = std::process::id();
+    let quoted = dir.display().to_string().replace('\'', "'\\''");
+    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 1; done; sleep 7; rm -rf '{quoted}'");
+    // Not waited for: it outlives this process by design.
+    let _ = Command::new("sh").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+}
+
 /// Sends `signal` to the process group `child` leads, waits up to `grace` for it to exit, then SIGKILLs.
 pub fn stop_group(child: &mut Child, signal: &str, grace: Duration) {
     let group = format!("-{}", child.id());
