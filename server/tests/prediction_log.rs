@@ -80,18 +80,20 @@ async fn a_row_postgres_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_wr
     a.prediction_log_flush_interval = Duration::from_millis(200);
     let (app, log, pool) = start_with_log(&["affine"], a).await;
     let row = |request_id: &str| kubeinfer_server::db::PredictionRow {
-        id: uuid::Uuid::now_v7(),
-        request_id: Some(request_id.to_string()),
-        model: "affine".into(),
-        model_version: 2,
-        client_id: None,
-        created_at: chrono::Utc::now(),
-        queue_us: 1,
-        compute_us: 2,
-        total_us: 3,
-        batch_size: 1,
-        outcome: "success",
-        error: None,
+        prediction: kubeinfer_server::db::queries::Prediction {
+            id: uuid::Uuid::now_v7(),
+            request_id: Some(request_id.to_string()),
+            model: "affine".into(),
+            model_version: 2,
+            client_id: None,
+            created_at: chrono::Utc::now(),
+            queue_us: 1,
+            compute_us: 2,
+            total_us: 3,
+            batch_size: 1,
+            outcome: "success".into(),
+            error: None,
+        },
         payload: None,
     };
     // Rows that bypassed the request path's cleaning: text with a NUL cannot be stored.

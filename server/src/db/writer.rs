@@ -7,29 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use prometheus::{Histogram, IntCounter};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
-/// One logged inference.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PredictionRow {
-    pub id: Uuid,
-    pub request_id: Option<String>,
-    pub model: String,
-    pub model_version: i64,
-    pub client_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub queue_us: i64,
-    pub compute_us: i64,
-    pub total_us: i64,
-    pub batch_size: i32,
-    pub outcome: &'static str,
-    pub error: Option<String>,
-    pub payload: Option<serde_json::Value>,
-}
+use super::queries::PredictionDetail;
+
+/// One logged inference: the row as the query API reads it back, payload included.
+pub type PredictionRow = PredictionDetail;
 
 #[derive(Clone)]
 pub struct WriterMetrics {
@@ -93,13 +78,10 @@ impl Writer {
                 Err(e) if refuses_the_data(&e) => return self.flush_one_by_one(rows, e, rx, closing).await,
                 Err(e) => e,
             };
-            if rx.is_closed() {
-                let give_up = *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace);
-                if Instant::now() >= give_up {
-                    tracing::error!(error = %error, rows = rows.len(), "prediction log rows dropped at shutdown");
-                    self.metrics.dropped.inc_by(rows.len() as u64);
-                    return;
-                }
+            if self.past_shutdown_grace(rx, closing) {
+                tracing::error!(error = %error, rows = rows.len(), "prediction log rows dropped at shutdown");
+                self.metrics.dropped.inc_by(rows.len() as u64);
+                return;
             }
             tracing::warn!(error = %error, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "prediction log write failed; retrying");
             tokio::time::sleep(delay).await;
@@ -119,9 +101,7 @@ impl Writer {
     ) {
         tracing::warn!(error = %batch_error, rows = rows.len(), "prediction log batch refused; writing its rows one by one");
         for (i, row) in rows.iter().enumerate() {
-            if rx.is_closed()
-                && Instant::now() >= *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace)
-            {
+            if self.past_shutdown_grace(rx, closing) {
                 let left = rows.len() - i;
                 tracing::error!(rows = left, "prediction log rows dropped at shutdown");
                 self.metrics.dropped.inc_by(left as u64);
@@ -130,11 +110,18 @@ impl Writer {
             match insert(&self.pool, std::slice::from_ref(row)).await {
                 Ok(()) => self.metrics.written.inc(),
                 Err(e) => {
-                    tracing::error!(error = %e, id = %row.id, model = %row.model, "prediction log row dropped");
+                    tracing::error!(error = %e, id = %row.prediction.id, model = %row.prediction.model, "prediction log row dropped");
                     self.metrics.dropped.inc();
                 }
             }
         }
+    }
+
+    /// Whether the writer should give up on what it holds: the channel is closed (shutdown) and the
+    /// grace time, counted from the first failure after it closed, has run out.
+    fn past_shutdown_grace(&self, rx: &mpsc::Receiver<PredictionRow>, closing: &mut Option<Instant>) -> bool {
+        rx.is_closed()
+            && Instant::now() >= *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace)
     }
 
     fn written(&self, rows: usize, started: Instant) {
@@ -163,18 +150,18 @@ fn column<T>(rows: &[PredictionRow], f: impl Fn(&PredictionRow) -> T) -> Vec<T> 
 
 async fn insert(pool: &PgPool, rows: &[PredictionRow]) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
-        .bind(column(rows, |r| r.id))
-        .bind(column(rows, |r| r.request_id.clone()))
-        .bind(column(rows, |r| r.model.clone()))
-        .bind(column(rows, |r| r.model_version))
-        .bind(column(rows, |r| r.client_id.clone()))
-        .bind(column(rows, |r| r.created_at))
-        .bind(column(rows, |r| r.queue_us))
-        .bind(column(rows, |r| r.compute_us))
-        .bind(column(rows, |r| r.total_us))
-        .bind(column(rows, |r| r.batch_size))
-        .bind(column(rows, |r| r.outcome))
-        .bind(column(rows, |r| r.error.clone()))
+        .bind(column(rows, |r| r.prediction.id))
+        .bind(column(rows, |r| r.prediction.request_id.clone()))
+        .bind(column(rows, |r| r.prediction.model.clone()))
+        .bind(column(rows, |r| r.prediction.model_version))
+        .bind(column(rows, |r| r.prediction.client_id.clone()))
+        .bind(column(rows, |r| r.prediction.created_at))
+        .bind(column(rows, |r| r.prediction.queue_us))
+        .bind(column(rows, |r| r.prediction.compute_us))
+        .bind(column(rows, |r| r.prediction.total_us))
+        .bind(column(rows, |r| r.prediction.batch_size))
+        .bind(column(rows, |r| r.prediction.outcome.clone()))
+        .bind(column(rows, |r| r.prediction.error.clone()))
         .bind(column(rows, |r| r.payload.clone()))
         .execute(pool)
         .await?;

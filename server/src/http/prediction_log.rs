@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::config::PayloadMode;
 use crate::db::PredictionRow;
+use crate::db::queries::Prediction;
 use crate::error::Error;
 use crate::protocol::binary::HEADER_LENGTH;
 use crate::registry::{InferOutcome, ServedModel};
@@ -42,18 +43,20 @@ pub fn row<T>(
         Err(err) => (err.outcome(), Some(text(&err.to_string(), MAX_ERROR_CHARS)), 0, 0, 0),
     };
     PredictionRow {
-        id: Uuid::now_v7(),
-        request_id: e.request_id.map(|id| text(&id, MAX_ID_CHARS)),
-        model: e.model.info.name.clone(),
-        model_version: i64::try_from(e.model.info.version).unwrap_or(i64::MAX),
-        client_id: e.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).map(|v| text(v, MAX_ID_CHARS)),
-        created_at: Utc::now(),
-        queue_us: queue,
-        compute_us: compute,
-        total_us: micros(e.started.elapsed()),
-        batch_size: i32::try_from(batch).unwrap_or(i32::MAX),
-        outcome,
-        error,
+        prediction: Prediction {
+            id: Uuid::now_v7(),
+            request_id: e.request_id.map(|id| text(&id, MAX_ID_CHARS)),
+            model: e.model.info.name.clone(),
+            model_version: i64::try_from(e.model.info.version).unwrap_or(i64::MAX),
+            client_id: e.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).map(|v| text(v, MAX_ID_CHARS)),
+            created_at: Utc::now(),
+            queue_us: queue,
+            compute_us: compute,
+            total_us: micros(e.started.elapsed()),
+            batch_size: i32::try_from(batch).unwrap_or(i32::MAX),
+            outcome: outcome.to_string(),
+            error,
+        },
         payload: payload(mode, max_bytes, e.headers, e.body),
     }
 }

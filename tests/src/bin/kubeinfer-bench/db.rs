@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clap::Args as ClapArgs;
 use kubeinfer_server::config::{DatabaseArgs, PayloadMode};
+use kubeinfer_server::db::queries::Prediction;
 use kubeinfer_server::db::queries::{self, Cursor, ListFilter};
 use kubeinfer_server::db::{PredictionLog, PredictionRow};
 use kubeinfer_server::metrics::Metrics;
@@ -43,18 +44,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn row(i: usize, now: chrono::DateTime<Utc>) -> PredictionRow {
     PredictionRow {
-        id: Uuid::now_v7(),
-        request_id: Some(format!("req-{i}")),
-        model: format!("m{}", i % 4),
-        model_version: 1,
-        client_id: i.is_multiple_of(10).then(|| format!("c{}", i % 97)),
-        created_at: now,
-        queue_us: 20,
-        compute_us: 300,
-        total_us: 400 + (i % 1000) as i64,
-        batch_size: 1 + (i % 8) as i32,
-        outcome: if i.is_multiple_of(50) { "error" } else { "success" },
-        error: None,
+        prediction: Prediction {
+            id: Uuid::now_v7(),
+            request_id: Some(format!("req-{i}")),
+            model: format!("m{}", i % 4),
+            model_version: 1,
+            client_id: i.is_multiple_of(10).then(|| format!("c{}", i % 97)),
+            created_at: now,
+            queue_us: 20,
+            compute_us: 300,
+            total_us: 400 + (i % 1000) as i64,
+            batch_size: 1 + (i % 8) as i32,
+            outcome: if i.is_multiple_of(50) { "error" } else { "success" }.to_string(),
+            error: None,
+        },
         payload: None,
     }
 }
