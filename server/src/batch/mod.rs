@@ -95,7 +95,7 @@ impl Batcher {
             PushError::Full => Error::QueueFull { model: self.model.clone(), capacity: self.capacity },
             PushError::Closed => Error::ShuttingDown,
         })?;
-        let _guard = InFlight::new(state.clone(), self.in_flight.clone(), self.cancelled.clone());
+        let _guard = InFlight::new(&state, &self.in_flight, &self.cancelled);
         let received = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(received) => received,
             // Still queued: give up now. Already taken: the batch is running, so wait for it.
@@ -140,22 +140,26 @@ fn cancel(state: &AtomicU8) -> bool {
 
 /// Counts the request as in flight, and withdraws it from the queue if the caller goes away first
 /// (counted as a cancelled outcome; a timeout has already withdrawn it, so it is not counted twice).
-struct InFlight {
-    state: Arc<AtomicU8>,
-    gauge: prometheus::IntGauge,
-    cancelled: prometheus::IntCounter,
+struct InFlight<'a> {
+    state: &'a AtomicU8,
+    gauge: &'a prometheus::IntGauge,
+    cancelled: &'a prometheus::IntCounter,
 }
 
-impl InFlight {
-    fn new(state: Arc<AtomicU8>, gauge: prometheus::IntGauge, cancelled: prometheus::IntCounter) -> InFlight {
+impl<'a> InFlight<'a> {
+    fn new(
+        state: &'a AtomicU8,
+        gauge: &'a prometheus::IntGauge,
+        cancelled: &'a prometheus::IntCounter,
+    ) -> InFlight<'a> {
         gauge.inc();
         InFlight { state, gauge, cancelled }
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if cancel(&self.state) {
+        if cancel(self.state) {
             self.cancelled.inc();
         }
         self.gauge.dec();
