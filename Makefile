@@ -30,14 +30,18 @@ lint: ## formatting and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -j$(JOBS) --workspace --all-targets -- -D warnings
 
+# The end-to-end tests run on KUBEBUILDER_ASSETS when set, else on ../shared/envtest's control plane
+# (scripts/envtest-assets.sh); with neither (and no KUBEINFER_E2E_KUBECONFIG) they fail, never skip.
 test: test-deps lint ## every test (unit, integration, real clients, end-to-end)
-	KUBEINFER_REQUIRE_ALL=1 KUBEINFER_TEST_VENV=$(CURDIR)/.cache/venv $(CARGO) test -j$(JOBS) --workspace
+	KUBEBUILDER_ASSETS=$${KUBEBUILDER_ASSETS:-$$(scripts/envtest-assets.sh)} KUBEINFER_REQUIRE_ALL=1 \
+	  KUBEINFER_TEST_VENV=$(CURDIR)/.cache/venv $(CARGO) test -j$(JOBS) --workspace
 
 bench: ort test-deps ## benchmarks (serving, prediction log, operator at scale); docs/benchmarks.md records them
 	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server -p kubeinfer-operator -p kubeinfer-tests
 	target/release/kubeinfer-bench serving --server $(SERVER) --models examples/models
 	target/release/kubeinfer-bench db
-	@if [ -n "$$KUBEBUILDER_ASSETS$$KUBEINFER_E2E_KUBECONFIG" ]; then target/release/kubeinfer-bench operator; \
+	@assets=$${KUBEBUILDER_ASSETS:-$$(scripts/envtest-assets.sh)}; \
+	 if [ -n "$$assets$$KUBEINFER_E2E_KUBECONFIG" ]; then KUBEBUILDER_ASSETS=$$assets target/release/kubeinfer-bench operator; \
 	 else echo "operator benchmark skipped: set KUBEBUILDER_ASSETS (see README) or KUBEINFER_E2E_KUBECONFIG"; fi
 
 models: ## regenerate examples/models and the reference outputs (developer tooling)

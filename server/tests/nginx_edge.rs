@@ -30,11 +30,10 @@ impl Drop for Nginx {
 /// nginx with the shipped config, its listen port and upstream pointed at this test's ports.
 fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
     if !std::path::Path::new(NGINX).exists() {
-        assert!(
-            std::env::var_os("KUBEINFER_REQUIRE_ALL").is_none(),
-            "{NGINX} is missing: run scripts/test-deps.sh"
+        kubeinfer_tests::require::missing(
+            &format!("{NGINX} is missing"),
+            "run scripts/test-deps.sh (make test does)",
         );
-        eprintln!("skipped: no nginx; run scripts/test-deps.sh (make test does)");
         return None;
     }
     let shipped = std::fs::read_to_string(common::workspace().join("manifests/nginx/nginx.conf")).unwrap();

@@ -16,22 +16,20 @@ pub enum Cluster {
 
 impl Cluster {
     /// The cluster the environment names, or `None` with a note on how to enable the tests. Under
-    /// `make test` in CI (KUBEINFER_REQUIRE_ALL) a missing cluster is an error, not a skip.
+    /// `make test` (KUBEINFER_REQUIRE_ALL) a missing cluster is an error, not a skip.
     pub fn from_env() -> Option<Cluster> {
-        if let Some(kubeconfig) = std::env::var_os("KUBEINFER_E2E_KUBECONFIG") {
+        if let Some(kubeconfig) = std::env::var_os("KUBEINFER_E2E_KUBECONFIG").filter(|v| !v.is_empty()) {
             return Some(Cluster::External(PathBuf::from(kubeconfig)));
         }
-        if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS") {
+        if let Some(assets) = std::env::var_os("KUBEBUILDER_ASSETS").filter(|v| !v.is_empty()) {
             return Some(Cluster::Local(ControlPlane::start(Path::new(&assets))));
         }
-        let how = "set KUBEBUILDER_ASSETS to a directory with etcd, kube-apiserver and kube-controller-manager \
-                   (e.g. unpack ../shared/envtest/kubernetes-1.20.2-envtest-linux-amd64.tar.xz, as .ci/run does), \
-                   or KUBEINFER_E2E_KUBECONFIG to an existing cluster's kubeconfig";
-        assert!(
-            std::env::var_os("KUBEINFER_REQUIRE_E2E").is_none(),
-            "the end-to-end tests need a cluster: {how}"
+        crate::require::missing(
+            "the end-to-end tests need a Kubernetes cluster",
+            "set KUBEBUILDER_ASSETS to a directory with etcd, kube-apiserver and kube-controller-manager \
+             (`scripts/envtest-assets.sh` unpacks ../shared/envtest's archive and prints one; `make test` and \
+             .ci/run do this), or KUBEINFER_E2E_KUBECONFIG to an existing cluster's kubeconfig",
         );
-        eprintln!("skipped: no Kubernetes cluster; {how}");
         None
     }
 

@@ -6,3 +6,4 @@ pub mod control_plane;
 pub mod e2e;
 pub mod postgres;
 pub mod process;
+pub mod require;

@@ -24,7 +24,10 @@ async fn the_operator_recovers_and_converges_after_the_api_server_and_etcd_resta
         .await;
     }
     let Cluster::Local(cp) = &mut env.cluster else {
-        eprintln!("skipped: restarting the API server needs the local control plane");
+        kubeinfer_tests::require::missing(
+            "restarting the API server needs the local control plane",
+            "set KUBEBUILDER_ASSETS instead of KUBEINFER_E2E_KUBECONFIG",
+        );
         return;
     };
     cp.stop_api();
