@@ -248,6 +248,7 @@ impl BatchingArgs {
             request_timeout: self.request_timeout,
             default_version: None,
             idle_spin: self.idle_spin,
+            batchable: None,
         }
     }
 }

@@ -32,6 +32,7 @@ struct ModelSeries {
     queue_depth: IntGaugeVec,
     in_flight: IntGaugeVec,
     load_duration: GaugeVec,
+    warmup_failures: IntCounterVec,
 }
 
 pub fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -105,6 +106,12 @@ impl ModelSeries {
                 MODEL,
             )
             .unwrap_or_else(|e| unreachable!("metric: {e}")),
+            warmup_failures: counter(
+                "kubeinfer_model_warmup_failures_total",
+                "Synthetic warm-up runs the model refused at start-up; the model is served anyway and its \
+                 first request pays for the warm-up (a warmup.json sample avoids this).",
+                MODEL,
+            ),
         }
     }
 }
@@ -145,6 +152,7 @@ impl Metrics {
             Box::new(s.queue_depth.clone()),
             Box::new(s.in_flight.clone()),
             Box::new(s.load_duration.clone()),
+            Box::new(s.warmup_failures.clone()),
             Box::new(build),
         ];
         for c in collectors {
@@ -180,6 +188,7 @@ impl Metrics {
             queue_depth: self.model.queue_depth.with_label_values(&labels),
             in_flight: self.model.in_flight.with_label_values(&labels),
             load: self.model.load_duration.with_label_values(&labels),
+            warmup_failures: self.model.warmup_failures.with_label_values(&labels),
         }
     }
 
@@ -210,6 +219,7 @@ pub struct ModelMetrics {
     pub queue_depth: IntGauge,
     pub in_flight: IntGauge,
     pub load: Gauge,
+    pub warmup_failures: IntCounter,
 }
 
 impl ModelMetrics {

@@ -12,11 +12,12 @@ use crate::batch::{BatchConfig, Batcher, Limits};
 use crate::config::{Device, ModelFile};
 use crate::error::Error;
 use crate::metrics::{Metrics, ModelMetrics};
+use crate::model::Runner;
 use crate::model::layout::{self, ModelDir};
 use crate::model::session::{OnnxSession, SessionOptions};
 use crate::model::settings::{ModelSettings, Overrides};
 use crate::model::signature::Signature;
-use crate::model::{Runner, warm_up_inputs};
+use crate::model::warmup::{Outcome, WarmUp};
 use crate::protocol::{InferRequest, OutputToSend};
 use crate::stats::ModelStats;
 
@@ -57,7 +58,7 @@ impl ServedModel {
         runners: Vec<Box<dyn Runner>>,
         metrics: ModelMetrics,
     ) -> Result<ServedModel, Error> {
-        let max_rows = if info.signature.batchable() { info.settings.max_batch_size } else { 0 };
+        let max_rows = if batches(&info)? { info.settings.max_batch_size } else { 0 };
         let stats = Arc::new(ModelStats::default());
         let config = BatchConfig {
             limits: Limits { max_rows, max_delay: info.settings.max_queue_delay },
@@ -81,7 +82,7 @@ impl ServedModel {
             }
         };
         let timeout = req.timeout.unwrap_or(self.info.settings.request_timeout);
-        let result = self.batcher.submit(req.inputs, checked.rows, timeout).await;
+        let result = self.batcher.submit(req.inputs, checked.rows, checked.alone, timeout).await;
         let total = started.elapsed();
         let done = match result {
             Ok(done) => done,
@@ -150,7 +151,7 @@ impl Registry {
         for dir in layout::with_files(scanned, files)? {
             let settings = model_settings(&dir, defaults)?;
             for (version, path) in &dir.versions {
-                let model = load_version(&dir.name, *version, path, &settings, env, device, metrics)?;
+                let model = load_version(&dir, *version, path, &settings, env, device, metrics)?;
                 registry.insert(model, settings.default_version);
             }
         }
@@ -220,8 +221,27 @@ fn model_settings(dir: &ModelDir, defaults: &ModelSettings) -> Result<ModelSetti
     Ok(settings)
 }
 
+/// Whether requests to this model are stacked: as its configuration forces, else when every input and
+/// output has an open first dimension. Forcing it on still needs inputs that can be stacked.
+fn batches(info: &ModelInfo) -> Result<bool, Error> {
+    let Some(forced) = info.settings.batchable else {
+        return Ok(info.signature.batchable());
+    };
+    if let Some(input) = info.signature.inputs.iter().find(|t| forced && !t.open_leading_dim()) {
+        return Err(Error::ModelLoad {
+            path: info.path.clone(),
+            reason: format!(
+                "batchable = true, but input '{}' has shape {:?}, whose first dimension is not open, so \
+                 requests cannot be stacked along it",
+                input.name, input.dims
+            ),
+        });
+    }
+    Ok(forced)
+}
+
 fn load_version(
-    name: &str,
+    dir: &ModelDir,
     version: u64,
     path: &Path,
     settings: &ModelSettings,
@@ -230,26 +250,31 @@ fn load_version(
     metrics: &Metrics,
 ) -> Result<ServedModel, Error> {
     let started = Instant::now();
+    let name = dir.name.as_str();
+    let model_metrics = metrics.for_model(name, version);
+    let warm_up = WarmUp::find(dir.warmup.as_deref())?;
+    let options = SessionOptions {
+        intra_op_threads: settings.intra_op_threads,
+        intra_op_spinning: settings.intra_op_spinning,
+        device,
+    };
     let mut runners: Vec<Box<dyn Runner>> = Vec::with_capacity(settings.instances);
     let mut signature = None;
     for _ in 0..settings.instances {
-        let options = SessionOptions {
-            intra_op_threads: settings.intra_op_threads,
-            intra_op_spinning: settings.intra_op_spinning,
-            device,
-        };
         let mut session = OnnxSession::load(env, path, options)?;
         let sig = session.signature().clone();
-        session.run(warm_up_inputs(&sig)).map_err(|reason| Error::ModelLoad {
-            path: path.to_path_buf(),
-            reason: format!("warm-up inference failed: {}", reason.message),
-        })?;
+        if let Outcome::SyntheticFailed(reason) = warm_up.run(&mut session, &sig, name)? {
+            // The model loaded; only the made-up input was wrong for it. The first real request pays
+            // for the warm-up instead. A sample in warmup.json makes the warm-up exact.
+            tracing::warn!(model = name, version, path = %path.display(), %reason,
+                "the synthetic warm-up failed; serving the model anyway (ship a warmup.json to warm it up)");
+            model_metrics.warmup_failures.inc();
+        }
         signature = Some(sig);
         runners.push(Box::new(session));
     }
     let signature = signature
         .ok_or_else(|| Error::ModelLoad { path: path.to_path_buf(), reason: "no instances".into() })?;
-    let model_metrics = metrics.for_model(name, version);
     let elapsed = started.elapsed();
     model_metrics.load.set(elapsed.as_secs_f64());
     let info = ModelInfo {

@@ -88,6 +88,47 @@ async fn mixed_datatypes_a_rank_zero_input_and_dotted_output_names_work() {
     assert_eq!(output(&body, "sum.f64")["datatype"], "FP64");
 }
 
+#[tokio::test]
+async fn open_dimensions_sharing_a_name_need_not_agree_as_in_onnx_runtime() {
+    // multi_io names the first dimension of both x and mask "batch"; ONNX Runtime runs them at 2 and 1.
+    let app = start(&["multi_io"], common::defaults());
+    let reply = app
+        .post_json(
+            "/v2/models/multi_io/infer",
+            &json!({"inputs": [
+                {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]},
+                {"name": "k", "shape": [], "datatype": "INT64", "data": 1},
+                {"name": "mask", "shape": [1, 3], "datatype": "BOOL", "data": [true, true, true]}]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.error());
+    let body = reply.json();
+    assert_eq!(f32s(output(&body, "out/scaled.x")), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert_eq!(output(&body, "out/mask.count")["shape"], json!([1]));
+    assert_eq!(output(&body, "out/mask.count")["data"], json!([3]));
+    assert_eq!(output(&body, "sum.f64")["data"], json!([6.0, 15.0]));
+}
+
+#[tokio::test]
+async fn a_batchable_models_request_whose_inputs_disagree_on_rows_runs_alone() {
+    let app = start(&["echo"], common::defaults());
+    let mut inputs = echo_inputs_json();
+    let two_rows =
+        json!({"name": "in_fp32", "shape": [2, 2], "datatype": "FP32", "data": [1.5, -0.125, 2, 3]});
+    for input in inputs.as_array_mut().unwrap() {
+        if input["name"] == "in_fp32" {
+            *input = two_rows.clone();
+        }
+    }
+    let reply = app.post_json("/v2/models/echo/infer", &json!({ "inputs": inputs })).await;
+    assert_eq!(reply.status, 200, "{}", reply.error());
+    let body = reply.json();
+    assert_eq!(output(&body, "out_fp32")["shape"], json!([2, 2]));
+    assert_eq!(f32s(output(&body, "out_fp32")), vec![1.5, -0.125, 2.0, 3.0]);
+    assert_eq!(output(&body, "out_int8")["shape"], json!([1, 2]));
+    assert_eq!(reply.headers["x-batch-size"], "2");
+}
+
 fn echo_inputs_json() -> Value {
     json!([
         {"name": "in_bool", "shape": [1, 2], "datatype": "BOOL", "data": [true, false]},
@@ -199,6 +240,31 @@ async fn a_model_with_a_fixed_batch_dimension_is_served_request_by_request() {
 }
 
 #[tokio::test]
+async fn batching_can_be_forced_off_for_a_model_that_could_batch() {
+    let app = start(
+        &["affine"],
+        kubeinfer_server::model::settings::ModelSettings { batchable: Some(false), ..common::defaults() },
+    );
+    let config = app.get("/v2/models/affine/config").await.json();
+    assert_eq!(config["max_batch_size"], 0);
+    assert_eq!(config["input"][0]["dims"], json!([-1, 4]));
+}
+
+#[test]
+fn forcing_batching_on_a_model_with_a_rank_zero_input_stops_start_up_naming_the_input() {
+    let settings =
+        kubeinfer_server::model::settings::ModelSettings { batchable: Some(true), ..common::defaults() };
+    let err = common::load(&["multi_io"], &settings).err().expect("multi_io cannot be stacked");
+    assert!(
+        err.ends_with(
+            "multi_io/1/model.onnx: batchable = true, but input 'k' has shape [], whose first dimension is not \
+             open, so requests cannot be stacked along it"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn metadata_lists_versions_and_signature() {
     let app = start(&["affine", "digits"], common::defaults());
     assert_eq!(
@@ -225,14 +291,25 @@ async fn metadata_lists_versions_and_signature() {
 #[tokio::test]
 async fn health_and_model_readiness() {
     let app = start(&["affine"], common::defaults());
-    assert_eq!(app.get("/v2/health/live").await.status, 200);
-    assert_eq!(app.get("/v2/health/ready").await.status, 200);
-    assert_eq!(app.get("/v2/models/affine/ready").await.status, 200);
-    assert_eq!(app.get("/v2/models/affine/versions/1/ready").await.status, 200);
+    let answer = |r: common::Reply| (r.status.as_u16(), r.json());
+    assert_eq!(answer(app.get("/v2/health/live").await), (200, json!({"live": true})));
+    assert_eq!(answer(app.get("/v2/health/ready").await), (200, json!({"ready": true})));
+    assert_eq!(
+        answer(app.get("/v2/models/affine/ready").await),
+        (200, json!({"name": "affine", "ready": true}))
+    );
+    assert_eq!(
+        answer(app.get("/v2/models/affine/versions/1/ready").await),
+        (200, json!({"name": "affine", "ready": true}))
+    );
     assert_eq!(app.get("/v2/models/nope/ready").await.status, 404);
     app.state.begin_shutdown();
-    assert_eq!(app.get("/v2/health/ready").await.status, 503);
-    assert_eq!(app.get("/v2/health/live").await.status, 200);
+    assert_eq!(answer(app.get("/v2/health/ready").await), (503, json!({"ready": false})));
+    assert_eq!(
+        answer(app.get("/v2/models/affine/ready").await),
+        (503, json!({"name": "affine", "ready": false}))
+    );
+    assert_eq!(answer(app.get("/v2/health/live").await), (200, json!({"live": true})));
 }
 
 #[tokio::test]

@@ -157,6 +157,11 @@ impl Drop for ServerProcess {
 
 /// A blocking HTTP GET's status code, so readiness polling needs no async runtime.
 pub fn http_status(url: &str) -> std::io::Result<u16> {
+    http_get(url).map(|(status, _)| status)
+}
+
+/// A blocking HTTP GET: the status code and the body (headers dropped).
+pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -165,7 +170,9 @@ pub fn http_status(url: &str) -> std::io::Result<u16> {
     write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
 }
 
 /// A shell that sends `signal` (e.g. "-TERM") to process group `pid` once this test process is gone, even

@@ -81,16 +81,22 @@ impl Batcher {
     }
 
     /// Queues one request and waits for its outputs. `inputs` are in the model's order and already
-    /// checked. The request is dropped unrun if it is still queued at `timeout`, or if the caller goes
+    /// checked; `alone` keeps the request out of shared batches. The request is dropped unrun if it is still queued at `timeout`, or if the caller goes
     /// away (this future is dropped) before an instance takes it.
-    pub async fn submit(&self, inputs: Vec<Tensor>, rows: usize, timeout: Duration) -> Result<Done, Error> {
+    pub async fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        rows: usize,
+        alone: bool,
+        timeout: Duration,
+    ) -> Result<Done, Error> {
         let enqueued = Instant::now();
         let (reply, mut rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
-        let key =
-            if self.batchable { inputs.iter().map(|t| t.shape[1..].to_vec()).collect() } else { Vec::new() };
+        let alone = alone || !self.batchable;
+        let key = if alone { Vec::new() } else { inputs.iter().map(|t| t.shape[1..].to_vec()).collect() };
         let deadline = enqueued + timeout;
-        let entry = Entry { inputs, rows, key, enqueued, deadline, state: state.clone(), reply };
+        let entry = Entry { inputs, rows, key, alone, enqueued, deadline, state: state.clone(), reply };
         self.queue.push(entry).map_err(|e| match e {
             PushError::Full => Error::QueueFull { model: self.model.clone(), capacity: self.capacity },
             PushError::Closed => Error::ShuttingDown,

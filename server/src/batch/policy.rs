@@ -9,6 +9,8 @@ pub trait Pending {
     /// Non-batch dimensions of each input; only requests with equal keys can be stacked.
     fn key(&self) -> &[Vec<usize>];
     fn enqueued(&self) -> Instant;
+    /// The request cannot share a batch (its inputs disagree on the batch dimension).
+    fn alone(&self) -> bool;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,7 @@ pub fn decide<'a, P: Pending + 'a>(
     let Some((_, first)) = queue.next() else {
         return Decision::Idle;
     };
-    if limits.max_rows == 0 {
+    if limits.max_rows == 0 || first.alone() {
         return Decision::Run(vec![0]);
     }
     let mut picked = vec![0];
@@ -49,7 +51,7 @@ pub fn decide<'a, P: Pending + 'a>(
         if rows >= limits.max_rows {
             break;
         }
-        if p.key() == first.key() && rows + p.rows() <= limits.max_rows {
+        if !p.alone() && p.key() == first.key() && rows + p.rows() <= limits.max_rows {
             picked.push(i);
             rows += p.rows();
         }
@@ -71,6 +73,7 @@ mod tests {
         rows: usize,
         key: Vec<Vec<usize>>,
         at: Instant,
+        alone: bool,
     }
 
     impl Pending for Req {
@@ -83,10 +86,13 @@ mod tests {
         fn enqueued(&self) -> Instant {
             self.at
         }
+        fn alone(&self) -> bool {
+            self.alone
+        }
     }
 
     fn req(rows: usize, width: usize, at: Instant) -> Req {
-        Req { rows, key: vec![vec![width]], at }
+        Req { rows, key: vec![vec![width]], at, alone: false }
     }
 
     const NO_WAIT: Limits = Limits { max_rows: 8, max_delay: Duration::ZERO };
@@ -151,5 +157,14 @@ mod tests {
         let limits = Limits { max_rows: 2, max_delay: Duration::from_secs(1) };
         let q = [req(1, 4, t0), req(1, 4, t0)];
         assert_eq!(decide(&q, limits, t0), Decision::Run(vec![0, 1]));
+    }
+
+    #[test]
+    fn a_request_that_must_run_alone_neither_leads_nor_joins_a_shared_batch() {
+        let now = Instant::now();
+        let alone = Req { alone: true, ..req(2, 4, now) };
+        assert_eq!(decide(&[alone, req(1, 4, now)], NO_WAIT, now), Decision::Run(vec![0]));
+        let alone = Req { alone: true, ..req(2, 4, now) };
+        assert_eq!(decide(&[req(1, 4, now), alone, req(1, 4, now)], NO_WAIT, now), Decision::Run(vec![0, 2]));
     }
 }

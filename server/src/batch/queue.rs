@@ -49,6 +49,7 @@ pub struct Entry {
     pub inputs: Vec<Tensor>,
     pub rows: usize,
     pub key: Vec<Vec<usize>>,
+    pub alone: bool,
     pub enqueued: Instant,
     pub deadline: Instant,
     pub state: Arc<AtomicU8>,
@@ -74,6 +75,9 @@ impl Pending for Entry {
     }
     fn enqueued(&self) -> Instant {
         self.enqueued
+    }
+    fn alone(&self) -> bool {
+        self.alone
     }
 }
 

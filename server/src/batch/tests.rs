@@ -71,7 +71,7 @@ impl Harness {
         let batcher = self.batcher.clone();
         let inputs = x(values);
         let rows = values.len();
-        tokio::spawn(async move { batcher.submit(inputs, rows, timeout).await })
+        tokio::spawn(async move { batcher.submit(inputs, rows, false, timeout).await })
     }
 
     fn next_batch_rows(&self) -> usize {
@@ -230,11 +230,11 @@ async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
     let runners: Vec<Box<dyn Runner>> = vec![Box::new(Panicky { calls: 0 })];
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50) };
     let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(ModelStats::default())).unwrap();
-    let first = batcher.submit(x(&[1.0]), 1, LONG).await;
+    let first = batcher.submit(x(&[1.0]), 1, false, LONG).await;
     assert!(
         matches!(&first, Err(Error::Inference { reason, .. }) if reason == "the model runner panicked"),
         "{first:?}"
     );
-    let second = batcher.submit(x(&[1.0]), 1, LONG).await.unwrap();
+    let second = batcher.submit(x(&[1.0]), 1, false, LONG).await.unwrap();
     assert_eq!(second.outputs, x(&[1.0]));
 }

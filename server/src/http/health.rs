@@ -20,13 +20,17 @@ pub fn router() -> Router<SharedState> {
 }
 
 /// Live as long as the process answers: a model still loading is not a reason to restart it.
-async fn live() -> StatusCode {
-    StatusCode::OK
+/// The bodies are the Open Inference Protocol's (`{"live": true}`): KServe's client parses them, while
+/// Triton's and the kubelet read only the status.
+async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
 }
 
 /// Ready once every model is loaded and warmed up; 503 again as soon as shutdown begins.
-async fn ready(State(state): State<SharedState>) -> StatusCode {
-    if state.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
+    let ready = state.ready();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ready })))
 }
 
 async fn server_metadata() -> Json<Value> {

@@ -4,8 +4,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
@@ -18,25 +17,22 @@ use crate::protocol::binary::HEADER_LENGTH;
 use crate::protocol::{decode_request, encode_response};
 use crate::registry::{InferOutcome, ServedModel};
 
-pub fn router(max_body_bytes: usize) -> Router<SharedState> {
+/// The body limit is `body::read`'s (`--max-body-bytes`), which answers 413 without cutting the client off.
+pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
 }
 
 async fn infer(
     State(state): State<SharedState>,
     Path(path): Path<ModelPath>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, Error> {
     let started = Instant::now();
     let model = state.registry()?.get(&path.model, path.version.as_deref())?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit: state.max_body_bytes },
-        _ => Error::BadRequest(format!("cannot read the request body: {}", rejection.body_text())),
-    })?;
+    let body = super::body::read(body, &headers, state.max_body_bytes).await?;
     let mut request_id = None;
     let result = answer(&model, &headers, &body, &mut request_id).await;
     if let Some(log) = &state.predictions {

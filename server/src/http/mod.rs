@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the shared error and metrics plumbing. Each feature module exposes `router()`.
 
 mod api;
+mod body;
 mod health;
 mod infer;
 mod models;
@@ -29,7 +30,7 @@ pub fn app(state: SharedState) -> Router {
         .merge(api::router())
         .merge(web::router())
         .merge(models::router())
-        .merge(infer::router(state.max_body_bytes))
+        .merge(infer::router())
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -87,12 +87,15 @@ pub fn all_metadata(registry: &Registry) -> Vec<Value> {
         .collect()
 }
 
+/// The Open Inference Protocol's model readiness body, `{"name", "ready"}` (KServe's client parses it).
 async fn model_ready(
     State(state): State<SharedState>,
     Path(path): Path<ModelPath>,
-) -> Result<StatusCode, Error> {
-    lookup(&state, &path)?;
-    Ok(if state.shutting_down() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK })
+) -> Result<(StatusCode, Json<Value>), Error> {
+    let model = lookup(&state, &path)?;
+    let ready = !state.shutting_down();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((status, Json(json!({ "name": model.info.name, "ready": ready }))))
 }
 
 /// Triton's model configuration. With batching, `dims` leave out the batch dimension, as Triton's do.

@@ -1,16 +1,18 @@
 //! Reads the model repository's layout (Triton's): `DIR/<model>/<version>/model.onnx`, plus an optional
-//! `DIR/<model>/config.toml`. Only the file system is touched here; nothing is loaded.
+//! `DIR/<model>/config.toml` and warm-up sample `DIR/<model>/warmup.json`. Only the file system is touched here; nothing is loaded.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
-/// One model directory: its name, every version found (ascending), and its config file if present.
+/// One model directory: its name, every version found (ascending), and its config file and warm-up
+/// sample if present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelDir {
     pub name: String,
     pub versions: Vec<(u64, PathBuf)>,
     pub config: Option<PathBuf>,
+    pub warmup: Option<PathBuf>,
 }
 
 /// Lists the models in `repo`. Directories whose names start with '.' are skipped; version directories
@@ -64,7 +66,8 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
     }
     versions.sort_by_key(|(v, _)| *v);
     let config = Some(dir.join("config.toml")).filter(|p| p.is_file());
-    Ok(ModelDir { name, versions, config })
+    let warmup = Some(dir.join(crate::model::warmup::SAMPLE_FILE)).filter(|p| p.is_file());
+    Ok(ModelDir { name, versions, config, warmup })
 }
 
 /// Adds `--model NAME:VERSION=PATH` files to what a repository scan found; a name may not be both.
@@ -91,6 +94,7 @@ pub fn with_files(
                 name: f.name.clone(),
                 versions: vec![(f.version, f.path.clone())],
                 config: None,
+                warmup: None,
             }),
         }
     }
@@ -124,11 +128,13 @@ mod tests {
         touch(&dir.path().join("m/10/model.onnx"));
         touch(&dir.path().join("m/9/model.onnx"));
         touch(&dir.path().join("m/config.toml"));
+        touch(&dir.path().join("m/warmup.json"));
         touch(&dir.path().join("m/notes/readme.txt"));
         let models = scan(dir.path()).unwrap();
         assert_eq!(models.len(), 1);
         assert_eq!(models[0].versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [9, 10]);
         assert_eq!(models[0].config, Some(dir.path().join("m/config.toml")));
+        assert_eq!(models[0].warmup, Some(dir.path().join("m/warmup.json")));
     }
 
     #[test]

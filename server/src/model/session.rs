@@ -71,8 +71,7 @@ fn specs(outlets: &[Outlet]) -> Result<Vec<TensorSpec>, String> {
     outlets
         .iter()
         .map(|o| match o.dtype() {
-            ValueType::Tensor { ty, shape, dimension_symbols } => Ok(TensorSpec {
-                symbols: dimension_symbols.to_vec(),
+            ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
                 name: o.name().to_string(),
                 datatype: datatype(*ty)
                     .ok_or_else(|| format!("'{}' has element type {ty}, which is not served", o.name()))?,

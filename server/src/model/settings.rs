@@ -29,6 +29,9 @@ pub struct ModelSettings {
     pub default_version: Option<u64>,
     /// How long an instance that ran out of work watches the queue before it sleeps.
     pub idle_spin: Duration,
+    /// Whether requests are stacked along the first dimension: `None` decides from the model (every
+    /// input and output has an open first dimension); `Some` is the user forcing it either way.
+    pub batchable: Option<bool>,
 }
 
 /// The keys `<model>/config.toml` may set; unknown keys are an error so that typos do not pass silently.
@@ -44,6 +47,7 @@ pub struct Overrides {
     pub request_timeout: Option<String>,
     pub default_version: Option<u64>,
     pub idle_spin: Option<String>,
+    pub batchable: Option<bool>,
 }
 
 impl Overrides {
@@ -74,6 +78,7 @@ impl ModelSettings {
                 .map_err(|e| format!("request_timeout: {e}"))?,
             default_version: o.default_version.or(self.default_version),
             idle_spin: duration(&o.idle_spin, self.idle_spin).map_err(|e| format!("idle_spin: {e}"))?,
+            batchable: o.batchable.or(self.batchable),
         };
         settings.validate()?;
         Ok(settings)
@@ -117,6 +122,7 @@ mod tests {
             request_timeout: Duration::from_secs(30),
             default_version: None,
             idle_spin: Duration::from_micros(100),
+            batchable: None,
         }
     }
 

@@ -5,17 +5,21 @@ use std::collections::HashSet;
 use crate::protocol::{DataType, InferRequest, Tensor, TensorData};
 
 /// One input or output: name, datatype and dimensions, with -1 for a dimension the model leaves open.
+/// A symbolic name on an open dimension ("batch", "?", "unk__3") constrains nothing: ONNX Runtime does
+/// not require two dimensions of the same name to agree, so neither does the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
     pub name: String,
     pub datatype: DataType,
     pub dims: Vec<i64>,
-    /// The model's name for each open dimension ("batch"), or "" where it has none. Inputs whose open
-    /// dimensions share a name must agree on their size.
-    pub symbols: Vec<String>,
 }
 
 impl TensorSpec {
+    /// Whether this tensor's first dimension is open, so that requests can be stacked along it.
+    pub fn open_leading_dim(&self) -> bool {
+        self.dims.first().is_some_and(|&d| d < 0)
+    }
+
     fn accepts(&self, shape: &[usize]) -> bool {
         shape.len() == self.dims.len()
             && self.dims.iter().zip(shape).all(|(&d, &s)| d < 0 || usize::try_from(d) == Ok(s))
@@ -33,6 +37,9 @@ pub struct Signature {
 pub struct Checked {
     /// Rows along the batch dimension (1 for models that cannot batch).
     pub rows: usize,
+    /// The request's inputs disagree on their first dimension, which ONNX Runtime allows but which
+    /// cannot be stacked with other requests: it runs in a batch of its own.
+    pub alone: bool,
     /// Indices into `Signature::outputs` to return, in the caller's order.
     pub outputs: Vec<usize>,
 }
@@ -41,7 +48,7 @@ impl Signature {
     /// A model can batch when every input and output starts with an open dimension, so that requests
     /// can be stacked along it and the results split back.
     pub fn batchable(&self) -> bool {
-        self.inputs.iter().chain(&self.outputs).all(|t| t.dims.first().is_some_and(|&d| d < 0))
+        self.inputs.iter().chain(&self.outputs).all(TensorSpec::open_leading_dim)
     }
 
     /// Checks `req` against this signature and puts its inputs in the model's order.
@@ -51,10 +58,9 @@ impl Signature {
         for (spec, tensor) in self.inputs.iter().zip(&req.inputs) {
             check_input(model, spec, tensor)?;
         }
-        self.check_symbols(model, &req.inputs)?;
-        let rows = if max_rows > 0 { batch_rows(model, &req.inputs, max_rows)? } else { 1 };
+        let (rows, alone) = if max_rows > 0 { batch_rows(model, &req.inputs, max_rows)? } else { (1, true) };
         let outputs = self.requested_outputs(model, req)?;
-        Ok(Checked { rows, outputs })
+        Ok(Checked { rows, alone, outputs })
     }
 
     fn order_inputs(&self, model: &str, inputs: &mut Vec<Tensor>) -> Result<(), String> {
@@ -81,30 +87,6 @@ impl Signature {
             }
         }
         *inputs = ordered;
-        Ok(())
-    }
-
-    /// Open dimensions that the model names alike (two inputs' "batch") must have the same size.
-    fn check_symbols(&self, model: &str, inputs: &[Tensor]) -> Result<(), String> {
-        let mut seen: Vec<(&str, usize, &str)> = Vec::new();
-        for (spec, tensor) in self.inputs.iter().zip(inputs) {
-            for ((symbol, &dim), &size) in spec.symbols.iter().zip(&spec.dims).zip(&tensor.shape) {
-                if symbol.is_empty() || dim >= 0 {
-                    continue;
-                }
-                match seen.iter().find(|(s, _, _)| s == symbol) {
-                    Some((_, other, first)) if *other != size => {
-                        return Err(format!(
-                            "inputs '{first}' and '{}' of model '{model}' must agree on dimension '{symbol}', \
-                             but have {other} and {size}",
-                            spec.name
-                        ));
-                    }
-                    Some(_) => {}
-                    None => seen.push((symbol, size, &spec.name)),
-                }
-            }
-        }
         Ok(())
     }
 
@@ -158,26 +140,23 @@ fn check_input(model: &str, spec: &TensorSpec, tensor: &Tensor) -> Result<(), St
     Ok(())
 }
 
-fn batch_rows(model: &str, inputs: &[Tensor], max_rows: usize) -> Result<usize, String> {
-    let rows = inputs.first().and_then(Tensor::rows).unwrap_or(0);
-    if let Some(other) = inputs.iter().find(|t| t.rows() != Some(rows)) {
+/// The request's rows along the batch dimension, and whether it must run alone because its inputs
+/// disagree on that dimension. Like Triton, no input may have more rows than max_batch_size.
+fn batch_rows(model: &str, inputs: &[Tensor], max_rows: usize) -> Result<(usize, bool), String> {
+    let leading = |t: &Tensor| t.rows().unwrap_or(0);
+    if let Some(empty) = inputs.iter().find(|t| leading(t) == 0) {
         return Err(format!(
-            "inputs of model '{model}' disagree on the batch dimension: '{}' has {} rows, '{}' has {:?}",
-            inputs[0].name,
-            rows,
-            other.name,
-            other.rows().unwrap_or(0)
+            "input '{}' of the request to model '{model}' has 0 rows; send at least one",
+            empty.name
         ));
     }
-    if rows == 0 {
-        return Err(format!("the request to model '{model}' has 0 rows; send at least one"));
-    }
+    let rows = inputs.iter().map(leading).max().unwrap_or(0);
     if rows > max_rows {
         return Err(format!(
             "the request to model '{model}' has {rows} rows, more than its max_batch_size of {max_rows}"
         ));
     }
-    Ok(rows)
+    Ok((rows, inputs.iter().any(|t| leading(t) != rows)))
 }
 
 fn names(specs: &[TensorSpec]) -> String {
@@ -194,7 +173,7 @@ mod tests {
     use crate::protocol::RequestedOutput;
 
     fn spec(name: &str, datatype: DataType, dims: &[i64]) -> TensorSpec {
-        TensorSpec { symbols: vec![], name: name.into(), datatype, dims: dims.to_vec() }
+        TensorSpec { name: name.into(), datatype, dims: dims.to_vec() }
     }
 
     fn affine() -> Signature {
@@ -234,7 +213,10 @@ mod tests {
     #[test]
     fn a_valid_request_reports_its_rows_and_every_output_when_none_are_named() {
         let mut req = request(vec![x(&[3, 4])], &[]);
-        assert_eq!(affine().check("affine", &mut req, 8), Ok(Checked { rows: 3, outputs: vec![0, 1] }));
+        assert_eq!(
+            affine().check("affine", &mut req, 8),
+            Ok(Checked { rows: 3, alone: false, outputs: vec![0, 1] })
+        );
     }
 
     #[test]
@@ -330,38 +312,38 @@ mod tests {
     }
 
     #[test]
-    fn inputs_sharing_a_named_dimension_must_agree_even_when_the_model_cannot_batch() {
-        let named = |name: &str| TensorSpec {
-            name: name.into(),
-            datatype: DataType::Fp32,
-            dims: vec![-1, 3],
-            symbols: vec!["batch".into(), "".into()],
-        };
-        let sig = Signature { inputs: vec![named("x"), named("mask")], outputs: vec![] };
-        let t = |name: &str, rows: usize| Tensor {
-            name: name.into(),
-            shape: vec![rows, 3],
-            data: TensorData::Fp32(vec![0.0; rows * 3]),
-        };
-        let mut req = request(vec![t("x", 2), t("mask", 1)], &[]);
-        assert_eq!(
-            sig.check("m", &mut req, 0).unwrap_err(),
-            "inputs 'x' and 'mask' of model 'm' must agree on dimension 'batch', but have 2 and 1"
-        );
+    fn open_dimensions_accept_any_size_whatever_they_are_named() {
+        // ONNX files spell open dimensions -1, "", "?", "unk__3" or "None"; ONNX Runtime reports each as
+        // -1 and checks none of them against another, so one input may be [48, 192] against [?, ?].
+        let sig = Signature { inputs: vec![spec("x", DataType::Fp32, &[-1, -1])], outputs: vec![] };
+        let t =
+            Tensor { name: "x".into(), shape: vec![48, 192], data: TensorData::Fp32(vec![0.0; 48 * 192]) };
+        let mut req = request(vec![t], &[]);
+        assert_eq!(sig.check("m", &mut req, 0), Ok(Checked { rows: 1, alone: true, outputs: vec![] }));
     }
 
     #[test]
-    fn inputs_that_disagree_on_rows_are_rejected() {
+    fn inputs_that_disagree_on_rows_run_alone_and_each_is_held_to_max_batch_size() {
         let sig = Signature {
             inputs: vec![spec("a", DataType::Int64, &[-1]), spec("b", DataType::Int64, &[-1])],
             outputs: vec![],
         };
-        let a = Tensor { name: "a".into(), shape: vec![1], data: TensorData::Int64(vec![1]) };
-        let b = Tensor { name: "b".into(), shape: vec![2], data: TensorData::Int64(vec![1, 2]) };
-        let mut req = request(vec![a, b], &[]);
+        let ints = |name: &str, n: usize| Tensor {
+            name: name.into(),
+            shape: vec![n],
+            data: TensorData::Int64((0..n as i64).collect()),
+        };
+        let mut req = request(vec![ints("a", 1), ints("b", 2)], &[]);
+        assert_eq!(sig.check("m", &mut req, 4), Ok(Checked { rows: 2, alone: true, outputs: vec![] }));
+        let mut req = request(vec![ints("a", 1), ints("b", 5)], &[]);
         assert_eq!(
             sig.check("m", &mut req, 4).unwrap_err(),
-            "inputs of model 'm' disagree on the batch dimension: 'a' has 1 rows, 'b' has 2"
+            "the request to model 'm' has 5 rows, more than its max_batch_size of 4"
+        );
+        let mut req = request(vec![ints("a", 0), ints("b", 2)], &[]);
+        assert_eq!(
+            sig.check("m", &mut req, 4).unwrap_err(),
+            "input 'a' of the request to model 'm' has 0 rows; send at least one"
         );
     }
 }

@@ -47,6 +47,7 @@ pub fn defaults() -> ModelSettings {
         request_timeout: Duration::from_secs(30),
         default_version: None,
         idle_spin: Duration::from_micros(100),
+        batchable: None,
     }
 }
 
@@ -74,6 +75,18 @@ pub fn start_with_body_limit(models: &[&str], settings: ModelSettings, max_body_
     start_full(models, settings, max_body_bytes, None)
 }
 
+/// Loads `models` as the server would, or says why it cannot.
+pub fn load(models: &[&str], settings: &ModelSettings) -> Result<Registry, String> {
+    let repo = repository(models);
+    load_into(repo.path(), settings, &Metrics::new(ORT_VERSION))
+}
+
+fn load_into(repo: &Path, settings: &ModelSettings, metrics: &Metrics) -> Result<Registry, String> {
+    let library = runtime::library_path(None);
+    let env = runtime::environment(&library).unwrap_or_else(|e| panic!("{e} (the tests need ONNX Runtime)"));
+    Registry::load(Some(repo), &[], settings, &env, Device::Cpu, metrics).map_err(|e| e.to_string())
+}
+
 /// The app over `models`; with `database`, the prediction log too (call from inside a tokio runtime).
 pub fn start_full(
     models: &[&str],
@@ -81,13 +94,9 @@ pub fn start_full(
     max_body_bytes: usize,
     database: Option<&kubeinfer_server::config::DatabaseArgs>,
 ) -> TestApp {
-    let library = runtime::library_path(None);
-    let env = runtime::environment(&library).unwrap_or_else(|e| panic!("{e} (the tests need ONNX Runtime)"));
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
     let repo = repository(models);
-    let registry = Arc::new(
-        Registry::load(Some(repo.path()), &[], &settings, &env, Device::Cpu, &metrics).expect("models load"),
-    );
+    let registry = Arc::new(load_into(repo.path(), &settings, &metrics).expect("models load"));
     let predictions = database.map(|args| {
         let url = args.database_url.as_deref().expect("a database URL");
         kubeinfer_server::db::PredictionLog::start(url, args, &metrics).expect("the prediction log starts")
@@ -195,11 +204,9 @@ pub fn test_venv() -> Option<PathBuf> {
     if dir.join("bin/python").exists() {
         return Some(dir);
     }
-    assert!(
-        std::env::var_os("KUBEINFER_REQUIRE_ALL").is_none(),
-        "{} is missing: run scripts/test-deps.sh",
-        dir.display()
+    kubeinfer_tests::require::missing(
+        &format!("no test virtualenv at {}", dir.display()),
+        "run scripts/test-deps.sh (make test does)",
     );
-    eprintln!("skipped: no test virtualenv at {}; run scripts/test-deps.sh (make test does)", dir.display());
     None
 }
