@@ -39,6 +39,7 @@ test: test-deps lint ## every test (unit, integration, real clients, end-to-end)
 bench: ort test-deps ## benchmarks (serving, prediction log, operator at scale); docs/benchmarks.md records them
 	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server -p kubeinfer-operator -p kubeinfer-tests
 	target/release/kubeinfer-bench serving --server $(SERVER) --models examples/models
+	target/release/kubeinfer-bench serving --server $(SERVER) --models examples/models --auth --concurrency 64
 	target/release/kubeinfer-bench db
 	@assets=$${KUBEBUILDER_ASSETS:-$$(scripts/envtest-assets.sh)}; \
 	 if [ -n "$$assets$$KUBEINFER_E2E_KUBECONFIG" ]; then KUBEBUILDER_ASSETS=$$assets target/release/kubeinfer-bench operator; \

@@ -30,6 +30,23 @@ pub struct Applied<K> {
     pub written: bool,
 }
 
+/// The uid of the object's controlling owner. Children are built with this ModelDeployment as theirs,
+/// so an existing object with another (or none) was not made by it and must not be taken over.
+fn controller_uid<K: Resource>(obj: &K) -> Option<&str> {
+    obj.meta().owner_references.as_ref()?.iter().find(|o| o.controller == Some(true)).map(|o| o.uid.as_str())
+}
+
+/// An apply the API server turned down for the object itself (400 bad request, 403 forbidden or an
+/// admission webhook's denial, 422 invalid) is reported on the ModelDeployment; anything else is retried.
+fn refused(kind: &'static str, name: &str, e: kube::Error) -> Error {
+    match e {
+        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => {
+            Error::Refused { kind, name: name.to_string(), message: status.message }
+        }
+        other => Error::Kube(other),
+    }
+}
+
 pub(crate) fn hash<K: Serialize>(kind: &'static str, obj: &K) -> Result<String, Error> {
     let bytes = serde_json::to_vec(obj).map_err(|e| Error::Encode(kind, e))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
@@ -43,7 +60,13 @@ where
     let digest = hash(kind, &desired)?;
     desired.annotations_mut().insert(APPLIED_HASH.into(), digest.clone());
     let mut correcting = None;
-    if let Some(existing) = api.get_opt(&name).await?
+    let existing = api.get_opt(&name).await?;
+    if let Some(existing) = &existing
+        && controller_uid(existing) != controller_uid(&desired)
+    {
+        return Err(Error::NameConflict { kind, name });
+    }
+    if let Some(existing) = existing
         && existing.annotations().get(APPLIED_HASH) == Some(&digest)
     {
         let uid = existing.uid().unwrap_or_default();
@@ -64,7 +87,10 @@ where
             }
         }
     }
-    let object = api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await?;
+    let object = api
+        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired))
+        .await
+        .map_err(|e| refused(kind, &name, e))?;
     if let Some((uid, want)) = correcting {
         let after = serde_json::to_value(&object).map_err(|e| Error::Encode(kind, e))?;
         match drift::first_difference(&after, &want) {

@@ -91,6 +91,11 @@ pub struct ModelDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<Database>,
 
+    /// API keys the server pods require of their callers (`kubeinfer-server --api-keys-file`). Without
+    /// it, anything that reaches the pods can run inference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+
     /// Prometheus scraping of the server pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Monitoring>,
@@ -234,6 +239,34 @@ pub struct Database {
     #[serde(default = "default_database_key")]
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
+}
+
+/// Who may call the server pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Auth {
+    /// The Secret holding the API keys file: one `KEY SCOPE[,SCOPE...]` per line, scopes infer, read and
+    /// write. It is mounted read-only into the server pods, and the server re-reads it when the Secret
+    /// changes, so keys rotate without a restart.
+    pub api_keys_secret: ApiKeysSecret,
+}
+
+/// A key of a Secret in the ModelDeployment's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeysSecret {
+    /// Name of the Secret.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+
+    /// Key of the API keys file in the Secret.
+    #[serde(default = "default_api_keys_key")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_api_keys_key() -> String {
+    "api-keys".into()
 }
 
 /// Prometheus Operator integration.

@@ -10,6 +10,15 @@ pub enum Error {
     Encode(&'static str, serde_json::Error),
     #[error("leader election: {0}")]
     Leader(String),
+    /// A child's name is taken by an object that this ModelDeployment does not control; it is left alone.
+    #[error(
+        "{kind} {name:?} already exists and is not controlled by this ModelDeployment, so it is left untouched: \
+         delete or rename it, or give the ModelDeployment another name"
+    )]
+    NameConflict { kind: &'static str, name: String },
+    /// The API server refused a child: invalid, denied by an admission webhook, or not allowed.
+    #[error("the API server refused {kind} {name:?}: {message}")]
+    Refused { kind: &'static str, name: String, message: String },
 }
 
 impl Error {
@@ -17,7 +26,9 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube_api",
-            _ => "other",
+            Error::NameConflict { .. } => "name_conflict",
+            Error::Refused { .. } => "refused",
+            Error::Encode(..) | Error::Leader(_) => "other",
         }
     }
 }

@@ -62,7 +62,16 @@ impl Reconciler {
             autoscaler: caps.autoscaling_v2 && self.md.spec.autoscaling.is_some(),
         };
         let mut changes = Vec::new();
-        let deployment = self.apply_children(&b, caps, &mut changes).await?;
+        let deployment = match self.apply_children(&b, caps, &mut changes).await {
+            Ok(deployment) => deployment,
+            Err(e) => {
+                let Some(refusal) = refusal(&e) else { return Err(e) };
+                // Shown on the ModelDeployment instead of only in the operator's log; retried later.
+                problems.push(refusal);
+                self.finish(None, &problems, Some(&b), &changes).await?;
+                return Ok(Action::requeue(self.ctx.settings.retry));
+            }
+        };
         self.finish(Some(&deployment), &problems, Some(&b), &changes).await?;
         let next = if problems.is_empty() { self.ctx.settings.resync } else { self.ctx.settings.retry };
         Ok(Action::requeue(next))
@@ -235,6 +244,15 @@ impl Reconciler {
         if let Err(e) = self.ctx.recorder.publish(&event, &self.md.object_ref(&())).await {
             tracing::warn!(error = %e, "cannot publish an event");
         }
+    }
+}
+
+/// The problem to report for a child that could not be applied for reasons of its own.
+fn refusal(e: &Error) -> Option<Problem> {
+    match e {
+        Error::NameConflict { .. } => Some(Problem::new(reason::NAME_CONFLICT, e.to_string())),
+        Error::Refused { .. } => Some(Problem::new(reason::APPLY_FAILED, e.to_string())),
+        Error::Kube(_) | Error::Encode(..) | Error::Leader(_) => None,
     }
 }
 

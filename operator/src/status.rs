@@ -18,11 +18,18 @@ impl Problem {
     pub fn new(reason: &'static str, message: impl Into<String>) -> Problem {
         Problem { reason, message: message.into() }
     }
+
+    /// Whether nothing can be rolled out while this lasts, so that it is the reason Ready is False.
+    pub fn blocks_rollout(&self) -> bool {
+        matches!(self.reason, reason::INVALID_SPEC | reason::NAME_CONFLICT | reason::APPLY_FAILED)
+    }
 }
 
 /// Reasons, as constants so that tests and alerts can rely on them.
 pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
     pub const PVC_NOT_FOUND: &str = "PersistentVolumeClaimNotFound";
@@ -51,7 +58,7 @@ pub fn compute(md: &ModelDeployment, observed: &Observed, now: &Time) -> ModelDe
     let previous = md.status.clone().unwrap_or_default();
     let counts = counts(md, observed.deployment);
     let make = Conditions { previous: &previous.conditions, now, generation: md.metadata.generation };
-    let invalid = observed.problems.iter().find(|p| p.reason == reason::INVALID_SPEC);
+    let invalid = observed.problems.iter().find(|p| p.blocks_rollout());
     ModelDeploymentStatus {
         observed_generation: md.metadata.generation,
         replicas: counts.replicas,
@@ -130,7 +137,7 @@ fn progressing(
         && (c.updated < c.desired || c.replicas > c.desired || !deployment_observed(deployment));
     match (deployment, invalid) {
         (None, Some(p)) => {
-            make.make("Progressing", false, p.reason, "nothing is rolled out from an invalid spec".into())
+            make.make("Progressing", false, p.reason, format!("nothing is rolled out: {}", p.message))
         }
         (None, None) => make.make(
             "Progressing",
@@ -290,6 +297,23 @@ mod tests {
         let s = compute(&md(), &Observed { problems: &problems, ..Default::default() }, &at(100));
         let p = find(&s, "Progressing");
         assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", reason::INVALID_SPEC));
+    }
+
+    #[test]
+    fn a_name_conflict_or_a_refused_child_is_why_it_is_not_ready() {
+        for reason in [reason::NAME_CONFLICT, reason::APPLY_FAILED] {
+            let problems = [
+                Problem::new(reason, "Service \"digits\" already exists"),
+                Problem::new(reason::AUTOSCALING_UNAVAILABLE, "no HPA"),
+            ];
+            let d = deployment(2, 2, 2);
+            let observed = Observed { deployment: Some(&d), problems: &problems, ..Default::default() };
+            let s = compute(&md(), &observed, &at(100));
+            let ready = find(&s, "Ready");
+            assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason));
+            assert_eq!(ready.message, "Service \"digits\" already exists");
+            assert_eq!(find(&s, "Degraded").status, "True");
+        }
     }
 
     #[test]

@@ -160,6 +160,18 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBEINFER_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
 
+    /// API keys, one per line as `KEY SCOPE[,SCOPE...]` (scopes: infer, read, write; `#` comments).
+    /// Callers send `Authorization: Bearer KEY`; liveness, readiness and /metrics stay open. The file is
+    /// re-read when it changes (a rotated Secret needs no restart). Without it inference is open to
+    /// anyone who reaches the port.
+    #[arg(long, env = "KUBEINFER_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Without --api-keys-file, serve the prediction log's entries (/api/predictions...), which may
+    /// hold request bodies, to anyone. Off by default so that a log is never public by accident.
+    #[arg(long, env = "KUBEINFER_PUBLIC_PREDICTION_LOG")]
+    pub public_prediction_log: bool,
+
     /// Largest request body accepted; larger ones get 413. Keep any proxy's limit equal to it.
     #[arg(long, env = "KUBEINFER_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,

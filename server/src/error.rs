@@ -22,6 +22,8 @@ pub enum Error {
     ModelConfig { path: PathBuf, reason: String },
     #[error("cannot load model {path}: {reason}")]
     ModelLoad { path: PathBuf, reason: String },
+    #[error("API keys file {path}: {reason}")]
+    ApiKeys { path: PathBuf, reason: String },
     #[error("pull {uri}: {reason}")]
     Pull { uri: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
@@ -42,6 +44,17 @@ pub enum Error {
     BadRequest(String),
     #[error("request body is larger than the {limit}-byte limit")]
     PayloadTooLarge { limit: usize },
+    #[error("this route needs an API key: send `Authorization: Bearer KEY`")]
+    MissingApiKey,
+    #[error("the API key is not valid")]
+    UnknownApiKey,
+    #[error("the API key lacks the '{}' scope this route needs", .0.as_str())]
+    ScopeMissing(crate::auth::Scope),
+    #[error(
+        "the prediction log holds request data and is not public: give the server an --api-keys-file (callers \
+         then need a key with the read or write scope), or start it with --public-prediction-log"
+    )]
+    PredictionLogNotPublic,
 
     // --- overload and shutdown (503) ---
     #[error("the queue of model '{model}' is full ({capacity} requests waiting); retry later")]
@@ -74,6 +87,8 @@ impl Error {
                 StatusCode::NOT_FOUND
             }
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MissingApiKey | Error::UnknownApiKey => StatusCode::UNAUTHORIZED,
+            Error::ScopeMissing(_) | Error::PredictionLogNotPublic => StatusCode::FORBIDDEN,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::PredictionNotFound(_) => StatusCode::NOT_FOUND,
@@ -108,6 +123,16 @@ impl Error {
     }
 }
 
+impl From<crate::auth::Denied> for Error {
+    fn from(denied: crate::auth::Denied) -> Error {
+        match denied {
+            crate::auth::Denied::Missing => Error::MissingApiKey,
+            crate::auth::Denied::Unknown => Error::UnknownApiKey,
+            crate::auth::Denied::Forbidden(scope) => Error::ScopeMissing(scope),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     /// A database that cannot be reached is a 503 (try again); anything else it says is the server's bug.
     fn from(e: sqlx::Error) -> Error {
@@ -137,6 +162,9 @@ impl IntoResponse for Error {
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = retry {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

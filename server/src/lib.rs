@@ -4,6 +4,7 @@
 //! are leaves that anyone may use.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod db;

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::auth::{Access, KeyFile};
 use crate::config::ServeArgs;
 use crate::db::PredictionLog;
 use crate::error::Error;
@@ -21,6 +22,21 @@ use crate::model::settings::ModelSettings;
 use crate::registry::Registry;
 use crate::state::AppState;
 use crate::{http, shutdown};
+
+/// How often the API keys file is re-read; a mounted Secret changes within the kubelet's sync period.
+const KEYS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+fn access(args: &ServeArgs) -> Result<Access, Error> {
+    let keys = args.api_keys_file.as_deref().map(KeyFile::open).transpose()?.map(Arc::new);
+    match &keys {
+        Some(file) => {
+            file.clone().watch(KEYS_RELOAD_INTERVAL);
+            tracing::info!(path = ?args.api_keys_file, "API keys required for inference and /api");
+        }
+        None => tracing::warn!("no --api-keys-file: anyone who reaches the port can run inference"),
+    }
+    Ok(Access { keys, public_prediction_log: args.public_prediction_log })
+}
 
 pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let library = runtime::library_path(args.ort_library.as_deref());
@@ -38,7 +54,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
             None
         }
     };
-    let state = Arc::new(AppState::new(metrics.clone(), args.max_body_bytes, predictions.clone()));
+    let state = Arc::new(
+        AppState::new(metrics.clone(), args.max_body_bytes, predictions.clone()).with_access(access(&args)?),
+    );
     let addr = SocketAddr::new(args.http_host, args.http_port);
     let listener =
         TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;

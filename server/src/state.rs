@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crate::auth::Access;
 use crate::db::PredictionLog;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -16,6 +17,8 @@ pub struct AppState {
     shutting_down: AtomicBool,
     /// Largest request body accepted (413 above it).
     pub max_body_bytes: usize,
+    /// API keys and what is open without one.
+    pub access: Access,
 }
 
 impl AppState {
@@ -30,7 +33,12 @@ impl AppState {
             predictions,
             shutting_down: AtomicBool::new(false),
             max_body_bytes,
+            access: Access::default(),
         }
+    }
+
+    pub fn with_access(self, access: Access) -> AppState {
+        AppState { access, ..self }
     }
 
     /// Publishes the loaded models; from now on the server is ready (until shutdown begins).

@@ -47,7 +47,7 @@ fn server_scrape() -> String {
             "--model-repository",
         ])
         .arg(repo.path())
-        .args(["--prediction-log-flush-interval", "10ms"]);
+        .args(["--prediction-log-flush-interval", "10ms", "--public-prediction-log"]);
     let server = ServerProcess::spawn(cmd, "listening");
     server.wait_ready();
     let infer = server.url("/v2/models/affine/infer");

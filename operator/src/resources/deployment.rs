@@ -86,7 +86,7 @@ pub fn deployment(b: &Build, config_checksum: &str) -> Deployment {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{Container, PodSpec, SecretKeySelector, Toleration};
+    use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec, SecretKeySelector, Toleration};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::json;
 
@@ -212,6 +212,29 @@ mod tests {
         );
         let pull = &pod(&d).init_containers.as_ref().unwrap()[0];
         assert_eq!(pull.env, None, "the pull container has no business with the database");
+    }
+
+    #[test]
+    fn the_api_keys_secret_is_mounted_as_a_directory_and_named_to_the_server() {
+        let d =
+            deploy(json!({"model": {"uri": "s3://b/m.onnx"}, "auth": {"apiKeysSecret": {"name": "keys"}}}));
+        let volume = pod(&d).volumes.as_ref().unwrap().iter().find(|v| v.name == "api-keys").unwrap();
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("keys"));
+        assert_eq!(
+            secret.items,
+            Some(vec![KeyToPath { key: "api-keys".into(), path: "api-keys".into(), ..Default::default() }])
+        );
+        let mount = server(&d).volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "api-keys").unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only, mount.sub_path.as_deref()),
+            ("/etc/kubeinfer/auth", Some(true), None)
+        );
+        let env = server(&d).env.as_ref().unwrap();
+        let file = env.iter().find(|e| e.name == "KUBEINFER_API_KEYS_FILE").unwrap();
+        assert_eq!(file.value.as_deref(), Some("/etc/kubeinfer/auth/api-keys"));
+        let pull = &pod(&d).init_containers.as_ref().unwrap()[0];
+        assert!(pull.volume_mounts.as_ref().unwrap().iter().all(|m| m.name != "api-keys"));
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
-    Toleration, Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,6 +22,10 @@ pub const SHUTDOWN_DELAY_SECONDS: i64 = 5;
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 const MODELS_DIR: &str = "/models";
 const PVC_DIR: &str = "/mnt/model";
+/// Where the API keys Secret is mounted: a directory, not a subPath, so that the kubelet's updates of a
+/// rotated Secret reach the server.
+const AUTH_DIR: &str = "/etc/kubeinfer/auth";
+const API_KEYS_FILE: &str = "api-keys";
 const UID: i64 = 65532;
 
 /// Where the server reads the model file inside the pod.
@@ -119,6 +123,13 @@ fn env(b: &Build) -> Vec<EnvVar> {
             ..Default::default()
         });
     }
+    if b.md.spec.auth.is_some() {
+        env.push(EnvVar {
+            name: "KUBEINFER_API_KEYS_FILE".into(),
+            value: Some(format!("{AUTH_DIR}/{API_KEYS_FILE}")),
+            ..Default::default()
+        });
+    }
     env
 }
 
@@ -154,6 +165,9 @@ pub fn server_container(b: &Build) -> Container {
         ModelUri::Remote(_) => mounts.push(mount("models", MODELS_DIR, true)),
         ModelUri::Pvc { .. } => mounts.push(mount("model-source", PVC_DIR, true)),
         ModelUri::File(_) => {}
+    }
+    if b.md.spec.auth.is_some() {
+        mounts.push(mount("api-keys", AUTH_DIR, true));
     }
     Container {
         name: "server".into(),
@@ -200,6 +214,22 @@ pub fn volumes(b: &Build) -> Vec<Volume> {
             ..Default::default()
         }),
         ModelUri::File(_) => {}
+    }
+    if let Some(auth) = &b.md.spec.auth {
+        let secret = &auth.api_keys_secret;
+        volumes.push(Volume {
+            name: "api-keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: secret.key.clone(),
+                    path: API_KEYS_FILE.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     }
     if b.edge_enabled() {
         volumes.push(Volume {

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, the shared error and metrics plumbing. Each feature module exposes `router()`.
 
 mod api;
+mod auth;
 mod body;
 mod health;
 mod infer;
@@ -34,6 +35,7 @@ pub fn app(state: SharedState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

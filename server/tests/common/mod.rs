@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
+use kubeinfer_server::auth::Access;
 use kubeinfer_server::config::Device;
 use kubeinfer_server::metrics::Metrics;
 use kubeinfer_server::model::runtime::{self, ORT_VERSION};
@@ -101,7 +102,9 @@ pub fn start_full(
         let url = args.database_url.as_deref().expect("a database URL");
         kubeinfer_server::db::PredictionLog::start(url, args, &metrics).expect("the prediction log starts")
     });
-    let state = Arc::new(AppState::new(metrics, max_body_bytes, predictions));
+    // Without API keys the log's entries are served only when public, as these tests were written for.
+    let access = Access { keys: None, public_prediction_log: true };
+    let state = Arc::new(AppState::new(metrics, max_body_bytes, predictions).with_access(access));
     state.set_registry(registry.clone());
     TestApp { app: kubeinfer_server::http::app(state.clone()), state, registry, _repo: repo }
 }
@@ -128,6 +131,16 @@ impl Reply {
 }
 
 impl TestApp {
+    /// The same models and state, with other API key rules.
+    pub fn with_access(models: &[&str], access: Access) -> TestApp {
+        let metrics = Arc::new(Metrics::new(ORT_VERSION));
+        let repo = repository(models);
+        let registry = Arc::new(load_into(repo.path(), &defaults(), &metrics).expect("models load"));
+        let state = Arc::new(AppState::new(metrics, 32 * 1024 * 1024, None).with_access(access));
+        state.set_registry(registry.clone());
+        TestApp { app: kubeinfer_server::http::app(state.clone()), state, registry, _repo: repo }
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.app.clone().oneshot(request).await.expect("the router is infallible");
         let status = response.status();

@@ -10,12 +10,14 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// One prepared request: path, body and the `Inference-Header-Content-Length` for binary bodies.
+/// One prepared request: path, body, the `Inference-Header-Content-Length` for binary bodies, and the
+/// `Authorization` header when the server wants an API key.
 #[derive(Clone)]
 pub struct Prepared {
     pub path: String,
     pub body: Bytes,
     pub header_length: Option<usize>,
+    pub authorization: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +95,9 @@ async fn user(
         let mut builder = Request::post(&request.path).header("host", addr.to_string());
         if let Some(n) = request.header_length {
             builder = builder.header("inference-header-content-length", n);
+        }
+        if let Some(value) = &request.authorization {
+            builder = builder.header("authorization", value);
         }
         let response = sender.send_request(builder.body(Full::new(request.body.clone()))?).await?;
         let ok = response.status() == 200;

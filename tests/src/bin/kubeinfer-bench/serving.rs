@@ -37,6 +37,10 @@ pub struct Args {
     /// highest concurrency: how the defaults were chosen.
     #[arg(long)]
     sweep: bool,
+    /// Instead of the standard tables, measure what API keys cost: the server with and without
+    /// --api-keys-file at the highest concurrency (binary tensors), in alternating rounds.
+    #[arg(long)]
+    auth: bool,
     /// Where the models run, in-process and in the server: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
@@ -67,6 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     print_ceiling(&models);
     if args.sweep {
         return sweep(&args, &models, &rt);
+    }
+    if args.auth {
+        return auth_cost(&args, &models, &rt);
     }
     let configs: [(&str, &[&str], &[Format]); 2] = [
         ("(b) batching off", &["--max-batch-size", "0"], &[Format::Binary]),
@@ -130,6 +137,7 @@ fn prepare(m: &Model, format: Format) -> Prepared {
                 path,
                 body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
                 header_length: None,
+                authorization: None,
             }
         }
         Format::Binary => {
@@ -140,7 +148,7 @@ fn prepare(m: &Model, format: Format) -> Prepared {
             for v in values {
                 body.extend_from_slice(&v.to_le_bytes());
             }
-            Prepared { path, body: Bytes::from(body), header_length: Some(n) }
+            Prepared { path, body: Bytes::from(body), header_length: Some(n), authorization: None }
         }
     }
 }
@@ -153,8 +161,19 @@ fn run_point(
     c: usize,
     args: &Args,
 ) -> anyhow::Result<Point> {
+    run_prepared(rt, addr, m, prepare(m, format), c, args)
+}
+
+fn run_prepared(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    m: &Model,
+    request: Prepared,
+    c: usize,
+    args: &Args,
+) -> anyhow::Result<Point> {
     let before = rt.block_on(batch_totals(addr, &m.name))?;
-    let mut r = rt.block_on(load::run(addr, prepare(m, format), c, args.warmup, args.duration));
+    let mut r = rt.block_on(load::run(addr, request, c, args.warmup, args.duration));
     let after = rt.block_on(batch_totals(addr, &m.name))?;
     let batches = after.1 - before.1;
     Ok(Point {
@@ -276,6 +295,44 @@ fn sweep(args: &Args, models: &[Model], rt: &tokio::runtime::Runtime) -> anyhow:
                 p.mean_batch
             );
         }
+    }
+    Ok(())
+}
+
+/// Requests/s with and without an API keys file, three alternating rounds per model so that drift of a
+/// shared VM falls on both sides alike; the medians are compared.
+fn auth_cost(args: &Args, models: &[Model], rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let c = args.concurrency.iter().copied().max().unwrap_or(64);
+    let keys = tempfile::NamedTempFile::new()?;
+    let key = "bench-key-0123456789abcdef";
+    std::fs::write(keys.path(), format!("{key} infer\n"))?;
+    let path = keys.path().to_string_lossy().into_owned();
+    let open = start_server(args, &[]);
+    let keyed = start_server(args, &["--api-keys-file", &path]);
+    println!("\n## API keys on and off at concurrency {c} (binary tensors)\n");
+    println!("| model | round | keys off requests/s | keys on requests/s | errors (off/on) |");
+    println!("|---|---:|---:|---:|---:|");
+    for m in models {
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for round in 1..=3 {
+            let a = run_point(rt, open.addr, m, Format::Binary, c, args)?;
+            let request =
+                Prepared { authorization: Some(format!("Bearer {key}")), ..prepare(m, Format::Binary) };
+            let b = run_prepared(rt, keyed.addr, m, request, c, args)?;
+            println!("| {} | {round} | {:.0} | {:.0} | {}/{} |", m.name, a.rps, b.rps, a.errors, b.errors);
+            off.push(a.rps);
+            on.push(b.rps);
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (off, on) = (median(&mut off), median(&mut on));
+        println!(
+            "| {} | median | {off:.0} | {on:.0} | keys on / off = {:.3} (target >= 0.98) |",
+            m.name,
+            on / off
+        );
     }
     Ok(())
 }
