@@ -44,6 +44,12 @@ pub enum Error {
     BadRequest(String),
     #[error("request body is larger than the {limit}-byte limit")]
     PayloadTooLarge { limit: usize },
+    #[error("the request's {bytes} bytes exceed the server's {budget}-byte in-flight memory budget")]
+    LargerThanBudget { bytes: usize, budget: usize },
+    #[error("the request body stalled: no data for {idle:?}")]
+    BodyTimeout { idle: Duration },
+    #[error("more than {limit} requests are in flight; retry shortly")]
+    TooManyRequests { limit: usize },
     #[error("this route needs an API key: send `Authorization: Bearer KEY`")]
     MissingApiKey,
     #[error("the API key is not valid")]
@@ -61,6 +67,10 @@ pub enum Error {
     QueueFull { model: String, capacity: usize },
     #[error("request to model '{model}' waited {waited:?} in the queue, past its timeout of {timeout:?}")]
     Timeout { model: String, waited: Duration, timeout: Duration },
+    #[error("the server holds as many request bytes as its {budget}-byte budget allows; retry shortly")]
+    MemoryBudget { budget: usize },
+    #[error("the request took longer than the server's handler timeout of {limit:?}")]
+    HandlerTimeout { limit: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("the models are still loading; retry shortly")]
@@ -90,10 +100,14 @@ impl Error {
             Error::MissingApiKey | Error::UnknownApiKey => StatusCode::UNAUTHORIZED,
             Error::ScopeMissing(_) | Error::PredictionLogNotPublic => StatusCode::FORBIDDEN,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge { .. } | Error::LargerThanBudget { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::PredictionNotFound(_) => StatusCode::NOT_FOUND,
             Error::QueueFull { .. }
             | Error::Timeout { .. }
+            | Error::MemoryBudget { .. }
+            | Error::HandlerTimeout { .. }
             | Error::ShuttingDown
             | Error::Loading
             | Error::PredictionLogDisabled
@@ -106,9 +120,15 @@ impl Error {
     /// prediction log name it.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Error::BadRequest(_) | Error::PayloadTooLarge { .. } => "invalid",
-            Error::QueueFull { .. } | Error::ShuttingDown | Error::Loading => "rejected",
-            Error::Timeout { .. } => "timeout",
+            Error::BadRequest(_) | Error::PayloadTooLarge { .. } | Error::LargerThanBudget { .. } => {
+                "invalid"
+            }
+            Error::QueueFull { .. }
+            | Error::ShuttingDown
+            | Error::Loading
+            | Error::TooManyRequests { .. }
+            | Error::MemoryBudget { .. } => "rejected",
+            Error::Timeout { .. } | Error::BodyTimeout { .. } | Error::HandlerTimeout { .. } => "timeout",
             _ => "error",
         }
     }
@@ -116,7 +136,10 @@ impl Error {
     /// Seconds a caller should wait before retrying, for the errors that are worth retrying.
     fn retry_after(&self) -> Option<u32> {
         match self {
-            Error::QueueFull { .. } | Error::Timeout { .. } => Some(1),
+            Error::QueueFull { .. }
+            | Error::Timeout { .. }
+            | Error::TooManyRequests { .. }
+            | Error::MemoryBudget { .. } => Some(1),
             Error::ShuttingDown | Error::Loading => Some(5),
             _ => None,
         }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use ort::environment::Environment;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -16,6 +15,8 @@ use crate::auth::{Access, KeyFile};
 use crate::config::ServeArgs;
 use crate::db::PredictionLog;
 use crate::error::Error;
+use crate::http::limits::{self, RequestLimits};
+use crate::listener::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::model::runtime::{self, ORT_VERSION};
 use crate::model::settings::ModelSettings;
@@ -54,24 +55,35 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
             None
         }
     };
+    let budget = args.max_inflight_bytes.unwrap_or_else(limits::default_budget);
+    tracing::info!(bytes = budget, "in-flight request memory budget");
+    let limits = RequestLimits::new(
+        args.max_concurrent_requests,
+        args.handler_timeout,
+        args.body_read_timeout,
+        budget,
+    );
     let state = Arc::new(
-        AppState::new(metrics.clone(), args.max_body_bytes, predictions.clone()).with_access(access(&args)?),
+        AppState::new(metrics.clone(), args.max_body_bytes, predictions.clone())
+            .with_access(access(&args)?)
+            .with_limits(limits),
     );
     let addr = SocketAddr::new(args.http_host, args.http_port);
     let listener =
         TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
     let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, "listening");
-    let listener = listener.tap_io(|tcp| {
-        // Responses are written whole; Nagle would only add latency.
-        let _ = tcp.set_nodelay(true);
-    });
     let draining = Arc::new(Notify::new());
-    let server = tokio::spawn(
-        axum::serve(listener, http::app(state.clone()))
-            .with_graceful_shutdown(shutdown::drain(state.clone(), args.shutdown_delay, draining.clone()))
-            .into_future(),
-    );
+    let connections = ConnectionLimits {
+        header_read_timeout: args.header_read_timeout,
+        max_connections: args.max_connections,
+    };
+    let server = tokio::spawn(listener::serve(
+        listener,
+        http::app(state.clone()),
+        connections,
+        shutdown::drain(state.clone(), args.shutdown_delay, draining.clone()),
+    ));
     let registry = match load_models(&args, defaults, env, &metrics).await {
         Ok(registry) => registry,
         Err(e) => {
@@ -111,7 +123,7 @@ async fn load_models(
 /// Waits for the server to finish its graceful shutdown, for at most `timeout` once it stopped
 /// accepting: a client that never finishes its request must not keep the pod past its grace period.
 async fn until_drained(
-    mut server: JoinHandle<std::io::Result<()>>,
+    mut server: JoinHandle<()>,
     draining: &Notify,
     timeout: Duration,
 ) -> Result<(), Error> {
@@ -127,10 +139,7 @@ async fn until_drained(
             return Ok(());
         }
     };
-    match served {
-        Ok(result) => result.map_err(|e| Error::Serve(e.to_string())),
-        Err(join) => Err(Error::Serve(join.to_string())),
-    }
+    served.map_err(|join| Error::Serve(join.to_string()))
 }
 
 /// How long the instance threads get to finish at exit. After a complete drain they are idle and stop

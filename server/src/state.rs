@@ -2,10 +2,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::auth::Access;
 use crate::db::PredictionLog;
 use crate::error::Error;
+use crate::http::limits::RequestLimits;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -19,6 +21,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// API keys and what is open without one.
     pub access: Access,
+    /// Requests in flight, handler and body timeouts, the memory budget.
+    pub limits: RequestLimits,
 }
 
 impl AppState {
@@ -34,7 +38,12 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             max_body_bytes,
             access: Access::default(),
+            limits: RequestLimits::new(512, Duration::from_secs(60), Duration::from_secs(30), 256 << 20),
         }
+    }
+
+    pub fn with_limits(self, limits: RequestLimits) -> AppState {
+        AppState { limits, ..self }
     }
 
     pub fn with_access(self, access: Access) -> AppState {

@@ -32,11 +32,12 @@ async fn infer(
 ) -> Result<Response, Error> {
     let started = Instant::now();
     let model = state.registry()?.get(&path.model, path.version.as_deref())?;
-    let body = super::body::read(body, &headers, state.max_body_bytes).await?;
+    let charged = super::body::read(body, &headers, state.max_body_bytes, &state.limits).await?;
+    let body = &charged.bytes;
     let mut request_id = None;
-    let result = answer(&model, &headers, &body, &mut request_id).await;
+    let result = answer(&model, &headers, body, &mut request_id).await;
     if let Some(log) = &state.predictions {
-        let entry = LogEntry { model: &model, headers: &headers, body: &body, request_id, started };
+        let entry = LogEntry { model: &model, headers: &headers, body, request_id, started };
         log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
     let (response, outcome) = result?;

@@ -5,6 +5,7 @@ mod auth;
 mod body;
 mod health;
 mod infer;
+pub mod limits;
 mod models;
 mod prediction_log;
 pub mod web;
@@ -36,6 +37,7 @@ pub fn app(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::admit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
