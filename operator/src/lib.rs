@@ -14,6 +14,7 @@ pub mod drift;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod pod_failures;
 pub mod reconcile;
 pub mod resources;
 pub mod status;

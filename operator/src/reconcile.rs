@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -22,6 +22,7 @@ use crate::controller::Context;
 use crate::crd::ModelDeployment;
 use crate::discovery::Capabilities;
 use crate::error::Error;
+use crate::pod_failures;
 use crate::resources::{Build, MANAGER, configmap, deployment, hpa, pdb, service, servicemonitor};
 use crate::status::{self, Observed, Problem, reason};
 use crate::validate::{ModelUri, validate};
@@ -72,8 +73,16 @@ impl Reconciler {
                 return Ok(Action::requeue(self.ctx.settings.retry));
             }
         };
+        let unavailable = unavailable_replicas(&deployment) > 0;
+        if unavailable {
+            // Say why the pods are not coming up, from what the pull and the server left in their status.
+            let pods = self.api::<Pod>().list(&ListParams::default().labels(&b.selector_string())).await?;
+            problems.extend(pod_failures::failure(&pods.items));
+        }
         self.finish(Some(&deployment), &problems, Some(&b), &changes).await?;
-        let next = if problems.is_empty() { self.ctx.settings.resync } else { self.ctx.settings.retry };
+        // A rollout under way is looked at again soon: pod failures change no object the operator watches.
+        let settled = problems.is_empty() && !unavailable;
+        let next = if settled { self.ctx.settings.resync } else { self.ctx.settings.retry };
         Ok(Action::requeue(next))
     }
 
@@ -245,6 +254,10 @@ impl Reconciler {
             tracing::warn!(error = %e, "cannot publish an event");
         }
     }
+}
+
+fn unavailable_replicas(deployment: &Deployment) -> i32 {
+    deployment.status.as_ref().and_then(|s| s.unavailable_replicas).unwrap_or(0)
 }
 
 /// The problem to report for a child that could not be applied for reasons of its own.

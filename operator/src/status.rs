@@ -19,9 +19,19 @@ impl Problem {
         Problem { reason, message: message.into() }
     }
 
-    /// Whether nothing can be rolled out while this lasts, so that it is the reason Ready is False.
+    /// Whether nothing can be rolled out, or come up, while this lasts, so that it is the reason Ready is
+    /// False.
     pub fn blocks_rollout(&self) -> bool {
-        matches!(self.reason, reason::INVALID_SPEC | reason::NAME_CONFLICT | reason::APPLY_FAILED)
+        matches!(
+            self.reason,
+            reason::INVALID_SPEC
+                | reason::NAME_CONFLICT
+                | reason::APPLY_FAILED
+                | reason::PULL_FAILED
+                | reason::MODEL_LOAD_FAILED
+                | reason::CRASH_LOOP_BACK_OFF
+                | reason::IMAGE_PULL_BACK_OFF
+        )
     }
 }
 
@@ -30,6 +40,10 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const PULL_FAILED: &str = "PullFailed";
+    pub const MODEL_LOAD_FAILED: &str = "ModelLoadFailed";
+    pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
     pub const PVC_NOT_FOUND: &str = "PersistentVolumeClaimNotFound";

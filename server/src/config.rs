@@ -15,6 +15,10 @@ use crate::model::settings::ModelSettings;
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
+    /// Where a failed command writes its one-line reason, for Kubernetes to show in the pod's status
+    /// (the container's terminationMessagePath). Written only if the file exists, as the kubelet makes it.
+    #[arg(long, env = "KUBEINFER_TERMINATION_LOG", default_value = "/dev/termination-log", global = true)]
+    pub termination_log: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }

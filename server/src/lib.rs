@@ -20,5 +20,6 @@ pub mod serve;
 pub mod shutdown;
 pub mod state;
 pub mod stats;
+pub mod termination;
 
 pub use error::Error;

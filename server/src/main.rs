@@ -15,6 +15,7 @@ fn init_logging(log: &LogArgs) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let termination_log = cli.termination_log.clone();
     // Both ring (sqlx) and aws-lc-rs (the object store) are linked in: rustls needs to be told which one
     // serves connections that do not name a provider, or it panics at the first of them.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -47,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
+            kubeinfer_server::termination::write(&termination_log, &format!("{e:#}"));
             std::process::ExitCode::FAILURE
         }
     }

@@ -21,6 +21,9 @@ pub const SHUTDOWN_DELAY_SECONDS: i64 = 5;
 /// prediction log shutdown grace (10 s by default), with margin: past it the kubelet sends SIGKILL.
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 const MODELS_DIR: &str = "/models";
+/// Container names, which pod_failures.rs reads statuses by.
+pub const PULL_CONTAINER: &str = "pull";
+pub const SERVER_CONTAINER: &str = "server";
 const PVC_DIR: &str = "/mnt/model";
 /// Where the API keys Secret is mounted: a directory, not a subPath, so that the kubelet's updates of a
 /// rotated Secret reach the server.
@@ -82,7 +85,10 @@ pub fn pull_container(b: &Build) -> Option<Container> {
         args.extend(["--sha256".into(), sha.clone()]);
     }
     Some(Container {
-        name: "pull".into(),
+        name: PULL_CONTAINER.into(),
+        // The pull writes its reason to the termination log; a crash that wrote none leaves its last
+        // log lines there instead. pod_failures.rs reads either into the ModelDeployment's status.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         image: Some(image(b)),
         image_pull_policy: b.md.spec.image_pull_policy.clone(),
         args: Some(args),
@@ -170,7 +176,8 @@ pub fn server_container(b: &Build) -> Container {
         mounts.push(mount("api-keys", AUTH_DIR, true));
     }
     Container {
-        name: "server".into(),
+        name: SERVER_CONTAINER.into(),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         image: Some(image(b)),
         image_pull_policy: b.md.spec.image_pull_policy.clone(),
         args: Some(args),

@@ -1,0 +1,97 @@
+//! A model that fails to come up says why where users look: the reason the pull or the server wrote to
+//! its termination log reaches the ModelDeployment's Ready condition, an Event and `kubectl get md`.
+//! There is no kubelet here, so the test writes the pod statuses a kubelet would.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kubeinfer_operator::crd::ModelDeployment;
+use kubeinfer_tests::e2e::{Env, eventually, workspace};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn container(name: &str, state: serde_json::Value, last: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"name": name, "ready": false, "restartCount": 2, "image": "kubeinfer-server:test",
+                       "imageID": "", "state": state, "lastState": last})
+}
+
+async fn set_statuses(pods: &Api<Pod>, status: serde_json::Value) -> usize {
+    let list = pods.list(&ListParams::default().labels("app.kubernetes.io/instance=digits")).await.unwrap();
+    for pod in &list.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let body = serde_json::json!({ "status": status });
+        pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await.unwrap();
+    }
+    list.items.len()
+}
+
+async fn ready_reason(mds: &Api<ModelDeployment>, want: &str) -> String {
+    eventually(&format!("Ready=False with reason {want}"), WAIT, || async {
+        let md = mds.get("digits").await.ok()?;
+        let ready = md.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == want && ready.status == "False").then_some(ready.message)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pull_and_a_failed_model_load_show_their_reasons_on_the_model_deployment() {
+    let Some(env) = Env::install() else { return };
+    let ns = env.namespace("failures");
+    let _operator = env.operator(Some(&ns), &["--retry-seconds", "1"]);
+    let client = env.client().await;
+    let example = std::fs::read_to_string(workspace().join("manifests/examples/cpu.yaml")).unwrap();
+    let out = env.cluster.apply(&example, &["-n", &ns]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    eventually("the Deployment's pods", WAIT, || async {
+        let list =
+            pods.list(&ListParams::default().labels("app.kubernetes.io/instance=digits")).await.ok()?;
+        (!list.items.is_empty()).then_some(())
+    })
+    .await;
+
+    let back_off = serde_json::json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}});
+    let pull_said = "pull https://models.example/digits.onnx: SHA-256 is 9f86d081, expected 2c26b46b";
+    let failed = serde_json::json!({"terminated": {"exitCode": 1, "reason": "Error", "message": pull_said}});
+    assert!(
+        set_statuses(
+            &pods,
+            serde_json::json!({"phase": "Pending",
+        "initContainerStatuses": [container("pull", back_off.clone(), failed)]})
+        )
+        .await
+            > 0
+    );
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    let message = ready_reason(&mds, "PullFailed").await;
+    assert!(message.ends_with(&format!(": pulling the model failed: {pull_said}")), "{message}");
+    let listed = env.cluster.kubectl_ok(&["get", "md", "digits", "-n", &ns]);
+    assert!(listed.lines().next().unwrap_or_default().contains("REASON"), "{listed}");
+    assert!(listed.contains("PullFailed"), "{listed}");
+
+    let server_said = "cannot load model /models/digits/1/model.onnx: Unsupported model IR version: 11";
+    let done = serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed"}});
+    let crashed =
+        serde_json::json!({"terminated": {"exitCode": 1, "reason": "Error", "message": server_said}});
+    set_statuses(
+        &pods,
+        serde_json::json!({"phase": "Running",
+        "initContainerStatuses": [container("pull", done, serde_json::json!({}))],
+        "containerStatuses": [container("server", back_off, crashed)]}),
+    )
+    .await;
+    let message = ready_reason(&mds, "ModelLoadFailed").await;
+    assert!(message.ends_with(&format!(": the server could not start: {server_said}")), "{message}");
+    let events = env.cluster.kubectl_ok(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={range .items[*]}{.type} {.reason}{\"\\n\"}{end}",
+    ]);
+    assert!(events.lines().any(|l| l == "Warning PullFailed"), "{events}");
+    assert!(events.lines().any(|l| l == "Warning ModelLoadFailed"), "{events}");
+}
