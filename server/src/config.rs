@@ -278,6 +278,11 @@ pub struct BatchingArgs {
     /// the price is up to this much busy CPU after each batch. 0 sleeps at once.
     #[arg(long, env = "KUBEINFER_IDLE_SPIN", default_value = "100us", value_parser = parse_duration)]
     pub idle_spin: Duration,
+
+    /// Most tensor elements one request's inputs may hold together; more get 400 before they are
+    /// queued (open dimensions would otherwise let a caller ask for any amount of compute).
+    #[arg(long, env = "KUBEINFER_MAX_ELEMENTS", default_value_t = 1 << 24)]
+    pub max_elements: usize,
 }
 
 impl BatchingArgs {
@@ -293,6 +298,7 @@ impl BatchingArgs {
             default_version: None,
             idle_spin: self.idle_spin,
             batchable: None,
+            max_elements: self.max_elements,
         }
     }
 }

@@ -133,6 +133,19 @@ impl Error {
         }
     }
 
+    /// What a caller is told instead of the error's own text, for failures whose detail is the server's.
+    fn fixed_message(&self) -> Option<&'static str> {
+        match self {
+            Error::DatabaseUnavailable(_) => {
+                Some("the prediction log's database is unavailable; retry later")
+            }
+            _ if self.status() == StatusCode::INTERNAL_SERVER_ERROR => {
+                Some("internal server error; the server's log has the details under this request_id")
+            }
+            _ => None,
+        }
+    }
+
     /// Seconds a caller should wait before retrying, for the errors that are worth retrying.
     fn retry_after(&self) -> Option<u32> {
         match self {
@@ -177,11 +190,17 @@ impl From<sqlx::Error> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %self, "request failed");
-        }
         let retry = self.retry_after();
-        let body = serde_json::json!({ "error": self.to_string() });
+        let body = match self.fixed_message() {
+            // ONNX Runtime's or the database's own words are for the operator's log, not the caller:
+            // the caller gets an id to quote, the log gets the detail under it.
+            Some(message) => {
+                let request_id = uuid::Uuid::now_v7().to_string();
+                tracing::error!(error = %self, %request_id, "request failed");
+                serde_json::json!({ "error": message, "request_id": request_id })
+            }
+            None => serde_json::json!({ "error": self.to_string() }),
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = retry {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -223,5 +242,21 @@ mod tests {
         let e = Error::Inference { model: "m".into(), reason: "boom".into() };
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.to_string(), "inference failed for model 'm': boom");
+    }
+
+    #[tokio::test]
+    async fn a_500_tells_the_caller_a_fixed_message_and_an_id_and_keeps_the_detail_for_the_log() {
+        let response = Error::Inference { model: "m".into(), reason: "onnxruntime: node 7 failed".into() }
+            .into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["error"],
+            "internal server error; the server's log has the details under this request_id"
+        );
+        let id = body["request_id"].as_str().unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        assert!(!body.to_string().contains("node 7"), "{body}");
     }
 }

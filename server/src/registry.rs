@@ -81,6 +81,15 @@ impl ServedModel {
                 return Err(Error::BadRequest(message));
             }
         };
+        let elements: usize = req.inputs.iter().map(|t| t.data.len()).sum();
+        if elements > self.info.settings.max_elements {
+            self.metrics.invalid.inc();
+            return Err(Error::BadRequest(format!(
+                "the request's inputs hold {elements} elements, more than the {} that model '{}' accepts per \
+                 request (max_elements)",
+                self.info.settings.max_elements, self.info.name
+            )));
+        }
         let timeout = req.timeout.unwrap_or(self.info.settings.request_timeout);
         let result = self.batcher.submit(req.inputs, checked.rows, checked.alone, timeout).await;
         let total = started.elapsed();

@@ -265,6 +265,25 @@ fn forcing_batching_on_a_model_with_a_rank_zero_input_stops_start_up_naming_the_
 }
 
 #[tokio::test]
+async fn a_request_with_more_elements_than_max_elements_is_refused_before_it_is_queued() {
+    let app = start(
+        &["affine"],
+        kubeinfer_server::model::settings::ModelSettings { max_elements: 8, ..common::defaults() },
+    );
+    let x = json!({"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": vec![0; 12]}]});
+    let reply = app.post_json("/v2/models/affine/infer", &x).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.error()),
+        (
+            400,
+            "the request's inputs hold 12 elements, more than the 8 that model 'affine' accepts per request \
+             (max_elements)"
+                .to_string()
+        )
+    );
+}
+
+#[tokio::test]
 async fn metadata_lists_versions_and_signature() {
     let app = start(&["affine", "digits"], common::defaults());
     assert_eq!(

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -21,9 +22,9 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// The whole process group: a SIGKILLed master leaves its workers behind, holding the test's stderr.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kubeinfer_tests::process::stop_group(&mut self.child, "-TERM", Duration::from_secs(5));
     }
 }
 
@@ -54,6 +55,7 @@ fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
         .args(["-e", "stderr", "-c"])
         .arg(&path)
         .stdout(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("nginx starts");
     let edge = Nginx { child, port, _dir: dir };

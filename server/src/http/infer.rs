@@ -49,6 +49,25 @@ async fn infer(
     Ok(response)
 }
 
+/// Bodies and outputs larger than this are decoded and encoded on the blocking pool: a few large
+/// requests must not take the async workers that answer the liveness probe.
+const OFFLOAD_BYTES: usize = 256 * 1024;
+
+/// Runs `work` here when `bytes` is small, else on the blocking pool.
+async fn offload<T: Send + 'static>(
+    model: &ServedModel,
+    bytes: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    if bytes < OFFLOAD_BYTES {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Inference {
+        model: model.info.name.clone(),
+        reason: format!("decoding or encoding on the blocking pool failed: {e}"),
+    })
+}
+
 /// Decodes, infers and encodes; `request_id` receives the request's `id` once it is known.
 async fn answer(
     model: &ServedModel,
@@ -61,14 +80,20 @@ async fn answer(
         Some(Ok(v)) => Some(v),
         Some(Err(_)) => return Err(Error::BadRequest("Inference-Header-Content-Length is not ASCII".into())),
     };
-    let request = decode_request(body, header_length).map_err(|message| {
+    let (bytes, header_length) = (body.clone(), header_length.map(str::to_owned));
+    let decoded =
+        offload(model, body.len(), move || decode_request(&bytes, header_length.as_deref())).await?;
+    let request = decoded.map_err(|message| {
         model.metrics.invalid.inc();
         Error::BadRequest(message)
     })?;
     *request_id = request.id.clone().filter(|id| !id.is_empty());
-    let outcome = model.infer(request).await?;
-    let version = model.info.version.to_string();
-    let encoded = encode_response(&model.info.name, &version, request_id.as_deref(), &outcome.outputs);
+    let mut outcome = model.infer(request).await?;
+    let outputs = std::mem::take(&mut outcome.outputs);
+    let size = outputs.iter().map(|o| o.tensor.data.len() * 4).sum();
+    let (name, version, id) = (model.info.name.clone(), model.info.version.to_string(), request_id.clone());
+    let encoded =
+        offload(model, size, move || encode_response(&name, &version, id.as_deref(), &outputs)).await?;
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header("x-queue-time-us", outcome.queue_time.as_micros() as u64)

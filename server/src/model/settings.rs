@@ -29,6 +29,9 @@ pub struct ModelSettings {
     pub default_version: Option<u64>,
     /// How long an instance that ran out of work watches the queue before it sleeps.
     pub idle_spin: Duration,
+    /// Most tensor elements one request's inputs may hold together (400 beyond): open dimensions let a
+    /// caller ask for arbitrarily much compute.
+    pub max_elements: usize,
     /// Whether requests are stacked along the first dimension: `None` decides from the model (every
     /// input and output has an open first dimension); `Some` is the user forcing it either way.
     pub batchable: Option<bool>,
@@ -48,6 +51,7 @@ pub struct Overrides {
     pub default_version: Option<u64>,
     pub idle_spin: Option<String>,
     pub batchable: Option<bool>,
+    pub max_elements: Option<usize>,
 }
 
 impl Overrides {
@@ -79,6 +83,7 @@ impl ModelSettings {
             default_version: o.default_version.or(self.default_version),
             idle_spin: duration(&o.idle_spin, self.idle_spin).map_err(|e| format!("idle_spin: {e}"))?,
             batchable: o.batchable.or(self.batchable),
+            max_elements: o.max_elements.unwrap_or(self.max_elements),
         };
         settings.validate()?;
         Ok(settings)
@@ -99,6 +104,9 @@ impl ModelSettings {
         }
         if self.idle_spin > Duration::from_millis(10) {
             return Err(format!("idle_spin must be at most 10ms, got {:?}", self.idle_spin));
+        }
+        if self.max_elements == 0 {
+            return Err("max_elements must be at least 1".into());
         }
         if self.request_timeout.is_zero() {
             return Err("request_timeout must be above zero".into());
@@ -123,6 +131,7 @@ mod tests {
             default_version: None,
             idle_spin: Duration::from_micros(100),
             batchable: None,
+            max_elements: 1 << 24,
         }
     }
 

@@ -10,7 +10,12 @@ use super::binary;
 use super::datatype::DataType;
 use super::json;
 use super::tensor::{Tensor, element_count};
-use super::types::{InputHeader, RequestHeader};
+use super::types::{InputHeader, RequestHeader, parameters};
+
+/// Most outputs one request may name; a model with more is not one anybody serves.
+pub const MAX_OUTPUTS: usize = 1024;
+/// Most elements one BYTES input may hold: each costs a heap allocation, whatever its length.
+pub const MAX_BYTES_ELEMENTS: usize = 1 << 20;
 
 /// A decoded infer request.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,14 +63,22 @@ pub fn decode_request(body: &[u8], header_length: Option<&str>) -> Result<InferR
             binary_part.len()
         ));
     }
-    let parameters = header.parameters.as_ref();
-    let outputs = header
-        .outputs
-        .unwrap_or_default()
+    let parameters = parameters(header.parameters)?;
+    let parameters = parameters.as_ref();
+    let requested = header.outputs.unwrap_or_default();
+    if requested.len() > MAX_OUTPUTS {
+        return Err(format!(
+            "the request names {} outputs, more than the {MAX_OUTPUTS} allowed",
+            requested.len()
+        ));
+    }
+    let outputs = requested
         .into_iter()
         .map(|o| {
-            let binary = flag(o.parameters.as_ref(), "binary_data")
-                .map_err(|e| format!("output '{}': {e}", o.name))?;
+            let own =
+                super::types::parameters(o.parameters).map_err(|e| format!("output '{}': {e}", o.name))?;
+            let binary =
+                flag(own.as_ref(), "binary_data").map_err(|e| format!("output '{}': {e}", o.name))?;
             Ok(RequestedOutput { name: o.name, binary })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -91,7 +104,14 @@ fn decode_input(input: &InputHeader, binary_part: &mut &[u8]) -> Result<Tensor, 
         .map(|&d| usize::try_from(d).map_err(|_| format!("shape {:?} has a negative dimension", input.shape)))
         .collect::<Result<Vec<usize>, String>>()?;
     let expected = element_count(&shape).ok_or_else(|| format!("shape {:?} is too large", input.shape))?;
-    let parameters = input.parameters.as_ref();
+    if datatype == DataType::Bytes && expected > MAX_BYTES_ELEMENTS {
+        return Err(format!(
+            "shape {:?} holds {expected} BYTES elements, more than the {MAX_BYTES_ELEMENTS} allowed",
+            input.shape
+        ));
+    }
+    let parameters = parameters(input.parameters)?;
+    let parameters = parameters.as_ref();
     if parameters.is_some_and(|p| p.contains_key("shared_memory_region")) {
         return Err("shared memory is not supported; send the data in the request".into());
     }
@@ -137,6 +157,7 @@ fn unsigned(parameters: Option<&Map<String, Value>>, key: &str) -> Result<Option
 mod tests {
     use super::*;
     use crate::protocol::tensor::TensorData;
+    use crate::protocol::types::MAX_PARAMETERS_BYTES;
 
     #[test]
     fn a_json_request_decodes_inputs_outputs_id_and_timeout() {
@@ -209,6 +230,36 @@ mod tests {
     #[test]
     fn malformed_json_says_so() {
         assert!(decode_request(b"{\"inputs\":[", None).unwrap_err().starts_with("malformed request JSON: "));
+    }
+
+    #[test]
+    fn what_a_request_can_make_the_server_allocate_is_capped() {
+        let padding = "x".repeat(MAX_PARAMETERS_BYTES);
+        let body = format!(r#"{{"parameters":{{"pad":"{padding}"}},"inputs":[]}}"#);
+        assert_eq!(
+            decode_request(body.as_bytes(), None).unwrap_err(),
+            format!(
+                "parameters take {} bytes of JSON, more than the 16384 allowed",
+                MAX_PARAMETERS_BYTES + 10
+            )
+        );
+        let outputs = vec![r#"{"name":"y"}"#; MAX_OUTPUTS + 1].join(",");
+        let body = format!(r#"{{"inputs":[],"outputs":[{outputs}]}}"#);
+        assert_eq!(
+            decode_request(body.as_bytes(), None).unwrap_err(),
+            "the request names 1025 outputs, more than the 1024 allowed"
+        );
+        let body = br#"{"inputs":[{"name":"s","shape":[2048,1024],"datatype":"BYTES","data":[]}]}"#;
+        assert_eq!(
+            decode_request(body, None).unwrap_err(),
+            "input 's': shape [2048, 1024] holds 2097152 BYTES elements, more than the 1048576 allowed"
+        );
+        let body = br#"{"inputs":[],"outputs":[{"name":"y","parameters":[1]}]}"#;
+        assert!(
+            decode_request(body, None)
+                .unwrap_err()
+                .starts_with("output 'y': parameters must be a JSON object: "),
+        );
     }
 
     #[test]

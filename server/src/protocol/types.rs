@@ -11,12 +11,12 @@ use super::tensor::TensorData;
 pub struct RequestHeader<'a> {
     #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
-    pub parameters: Option<Map<String, Value>>,
+    #[serde(default, borrow)]
+    pub parameters: Option<&'a RawValue>,
     #[serde(borrow)]
     pub inputs: Vec<InputHeader<'a>>,
-    #[serde(default)]
-    pub outputs: Option<Vec<OutputRequest>>,
+    #[serde(default, borrow)]
+    pub outputs: Option<Vec<OutputRequest<'a>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,17 +24,33 @@ pub struct InputHeader<'a> {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
-    #[serde(default)]
-    pub parameters: Option<Map<String, Value>>,
+    #[serde(default, borrow)]
+    pub parameters: Option<&'a RawValue>,
     #[serde(default, borrow)]
     pub data: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct OutputRequest {
+pub struct OutputRequest<'a> {
     pub name: String,
-    #[serde(default)]
-    pub parameters: Option<Map<String, Value>>,
+    #[serde(default, borrow)]
+    pub parameters: Option<&'a RawValue>,
+}
+
+/// Most bytes of JSON one `parameters` object may take: parsed into a map, JSON grows about 16-fold, so
+/// the raw text stays unparsed until it is known to be small.
+pub const MAX_PARAMETERS_BYTES: usize = 16 * 1024;
+
+/// A `parameters` object, parsed once it is known to be small.
+pub fn parameters(raw: Option<&RawValue>) -> Result<Option<Map<String, Value>>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.get().len() > MAX_PARAMETERS_BYTES {
+        return Err(format!(
+            "parameters take {} bytes of JSON, more than the {MAX_PARAMETERS_BYTES} allowed",
+            raw.get().len()
+        ));
+    }
+    serde_json::from_str(raw.get()).map(Some).map_err(|e| format!("parameters must be a JSON object: {e}"))
 }
 
 /// The JSON header of an infer response. Outputs sent in binary carry `binary_data_size` and no `data`.

@@ -49,6 +49,7 @@ pub fn defaults() -> ModelSettings {
         default_version: None,
         idle_spin: Duration::from_micros(100),
         batchable: None,
+        max_elements: 1 << 24,
     }
 }
 
