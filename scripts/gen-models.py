@@ -177,6 +177,30 @@ def fixed_batch() -> None:
     save(model, "fixed_batch")
 
 
+def external_data() -> None:
+    """Weights outside the graph, in weights.bin beside model.onnx, as large exported models keep them:
+    y = x @ W + b with W = 3 * identity and b = [1, 2, 3, 4], so y = 3x + b exactly."""
+    inits = [
+        numpy_helper.from_array((3.0 * np.eye(4)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.array([1, 2, 3, 4], dtype=np.float32), "b"),
+    ]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])]
+    model = graph_model(
+        nodes,
+        "external_data",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        inits,
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    path = MODELS / "external_data" / "1" / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    print(f"wrote {path.relative_to(ROOT)} and weights.bin beside it")
+
+
 def reference(path: pathlib.Path, name: str, feeds: dict) -> None:
     """ONNX Runtime's own outputs for `feeds`, so the server's answers can be compared with them."""
     import onnxruntime
@@ -202,3 +226,4 @@ if __name__ == "__main__":
     multi_io()
     echo()
     fixed_batch()
+    external_data()

@@ -33,6 +33,7 @@ struct ModelSeries {
     in_flight: IntGaugeVec,
     load_duration: GaugeVec,
     warmup_failures: IntCounterVec,
+    instance_deaths: IntCounterVec,
 }
 
 pub fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -106,6 +107,12 @@ impl ModelSeries {
                 MODEL,
             )
             .unwrap_or_else(|e| unreachable!("metric: {e}")),
+            instance_deaths: counter(
+                "kubeinfer_instance_thread_deaths_total",
+                "Model instance threads that died (a panic outside the model run); readiness answers 503 \
+                 from the first one on.",
+                MODEL,
+            ),
             warmup_failures: counter(
                 "kubeinfer_model_warmup_failures_total",
                 "Synthetic warm-up runs the model refused at start-up; the model is served anyway and its \
@@ -153,6 +160,7 @@ impl Metrics {
             Box::new(s.in_flight.clone()),
             Box::new(s.load_duration.clone()),
             Box::new(s.warmup_failures.clone()),
+            Box::new(s.instance_deaths.clone()),
             Box::new(build),
         ];
         for c in collectors {
@@ -189,6 +197,7 @@ impl Metrics {
             in_flight: self.model.in_flight.with_label_values(&labels),
             load: self.model.load_duration.with_label_values(&labels),
             warmup_failures: self.model.warmup_failures.with_label_values(&labels),
+            instance_deaths: self.model.instance_deaths.with_label_values(&labels),
         }
     }
 
@@ -220,6 +229,7 @@ pub struct ModelMetrics {
     pub in_flight: IntGauge,
     pub load: Gauge,
     pub warmup_failures: IntCounter,
+    pub instance_deaths: IntCounter,
 }
 
 impl ModelMetrics {

@@ -125,6 +125,11 @@ impl ServedModel {
         self.batcher.queue_len()
     }
 
+    /// False once one of the model's instance threads has died.
+    pub fn healthy(&self) -> bool {
+        self.batcher.healthy()
+    }
+
     fn shutdown(&self) {
         self.batcher.shutdown();
     }

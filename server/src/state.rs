@@ -63,8 +63,10 @@ impl AppState {
     }
 
     /// Readiness: models loaded and no shutdown under way.
+    /// Readiness: models loaded, every instance thread alive, and no shutdown under way.
     pub fn ready(&self) -> bool {
-        self.registry.get().is_some() && !self.shutting_down.load(Ordering::Acquire)
+        self.registry.get().is_some_and(|r| r.all().all(|m| m.healthy()))
+            && !self.shutting_down.load(Ordering::Acquire)
     }
 
     pub fn begin_shutdown(&self) {

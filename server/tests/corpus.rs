@@ -41,18 +41,12 @@ fn every_published_model_answers_like_onnx_runtime_in_process() {
         "{metrics}"
     );
 
-    let out = Command::new(venv.join("bin/python"))
-        .arg(common::workspace().join("server/tests/clients/corpus_check.py"))
-        .arg(server.addr.to_string())
-        .arg(common::workspace().join("tests/corpus/corpus.json"))
-        .arg(&repo)
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "corpus checks failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let addr = server.addr.to_string();
+    let corpus = common::workspace().join("tests/corpus/corpus.json");
+    common::python_check(
+        &venv,
+        "corpus_check.py",
+        &[addr.as_ref(), corpus.as_ref(), repo.as_ref()],
+        "all corpus checks passed",
     );
-    assert!(stdout.contains("all corpus checks passed"), "{stdout}");
 }

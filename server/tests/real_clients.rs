@@ -13,19 +13,14 @@ fn triton_python_client_with_its_defaults_gets_exact_answers() {
     let Some(venv) = common::test_venv() else { return };
     let repo = common::repository(&["affine", "digits", "echo", "multi_io"]);
     let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
-    let out = Command::new(venv.join("bin/python"))
-        .arg(common::workspace().join("server/tests/clients/tritonclient_check.py"))
-        .arg(server.addr.to_string())
-        .arg(common::workspace().join("server/tests/fixtures/digits_reference.json"))
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "tritonclient checks failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let addr = server.addr.to_string();
+    let reference = common::workspace().join("server/tests/fixtures/digits_reference.json");
+    common::python_check(
+        &venv,
+        "tritonclient_check.py",
+        &[addr.as_ref(), reference.as_ref()],
+        "all tritonclient checks passed",
     );
-    assert!(stdout.contains("all tritonclient checks passed"), "{stdout}");
 }
 
 fn perf_analyzer(venv: &std::path::Path, server: &ServerProcess, model: &str, extra: &[&str]) -> String {

@@ -49,6 +49,18 @@ impl Cluster {
             .expect("kubectl runs")
     }
 
+    /// The Events in `namespace`, one `TYPE REASON` line each (e.g. `Warning NameConflict`).
+    pub fn events(&self, namespace: &str) -> String {
+        self.kubectl_ok(&[
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={range .items[*]}{.type} {.reason}{\"\\n\"}{end}",
+        ])
+    }
+
     /// `kubectl ARGS`, which must succeed; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

@@ -354,14 +354,7 @@ async fn asking_for_what_the_cluster_lacks_gives_a_condition_and_an_event_and_no
     })
     .await;
     assert_eq!(condition(&md, "Degraded"), Some(("True".into(), "AutoscalingUnavailable".into())));
-    let events = env.cluster.kubectl_ok(&[
-        "get",
-        "events.events.k8s.io",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={range .items[*]}{.type} {.reason}{\"\\n\"}{end}",
-    ]);
+    let events = env.cluster.events(&ns);
     assert!(events.lines().any(|l| l == "Warning AutoscalingUnavailable"), "{events}");
     assert!(events.lines().any(|l| l == "Warning DisruptionBudgetUnavailable"), "{events}");
     let url = format!("http://{}/metrics", operator.addr);

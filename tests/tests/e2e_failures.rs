@@ -84,14 +84,7 @@ async fn a_failed_pull_and_a_failed_model_load_show_their_reasons_on_the_model_d
     .await;
     let message = ready_reason(&mds, "ModelLoadFailed").await;
     assert!(message.ends_with(&format!(": the server could not start: {server_said}")), "{message}");
-    let events = env.cluster.kubectl_ok(&[
-        "get",
-        "events.events.k8s.io",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={range .items[*]}{.type} {.reason}{\"\\n\"}{end}",
-    ]);
+    let events = env.cluster.events(&ns);
     assert!(events.lines().any(|l| l == "Warning PullFailed"), "{events}");
     assert!(events.lines().any(|l| l == "Warning ModelLoadFailed"), "{events}");
 }

@@ -42,14 +42,7 @@ async fn a_service_it_did_not_create_is_reported_as_a_name_conflict_and_left_alo
         "Service \"digits\" already exists and is not controlled by this ModelDeployment, so it is left \
          untouched: delete or rename it, or give the ModelDeployment another name"
     );
-    let events = env.cluster.kubectl_ok(&[
-        "get",
-        "events.events.k8s.io",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={range .items[*]}{.type} {.reason}{\"\\n\"}{end}",
-    ]);
+    let events = env.cluster.events(&ns);
     assert!(events.lines().any(|l| l == "Warning NameConflict"), "{events}");
     let service = services.get("digits").await.unwrap();
     let selector = service.spec.and_then(|s| s.selector);

@@ -9,7 +9,8 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub struct Batcher {
     in_flight: prometheus::IntGauge,
     cancelled: prometheus::IntCounter,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Instance threads that died (a panic outside the runner's own guard): the model is not healthy.
+    dead: Arc<AtomicUsize>,
 }
 
 impl Batcher {
@@ -58,6 +61,7 @@ impl Batcher {
         let BatchConfig { limits, capacity, idle_spin } = config;
         let queue = Queue::new(capacity, idle_spin, metrics.queue_depth.clone());
         let mut threads = Vec::with_capacity(runners.len());
+        let dead = Arc::new(AtomicUsize::new(0));
         for (i, runner) in runners.into_iter().enumerate() {
             let worker = Worker {
                 queue: queue.clone(),
@@ -67,7 +71,19 @@ impl Batcher {
                 stats: stats.clone(),
             };
             let name: String = format!("{model}#{i}").chars().take(15).collect();
-            threads.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
+            let (dead, deaths, model) = (dead.clone(), metrics.instance_deaths.clone(), model.to_string());
+            let guarded = move || {
+                if catch_unwind(AssertUnwindSafe(|| worker.run())).is_err() {
+                    dead.fetch_add(1, Ordering::AcqRel);
+                    deaths.inc();
+                    tracing::error!(
+                        model,
+                        instance = i,
+                        "a model instance thread died; readiness now answers 503"
+                    );
+                }
+            };
+            threads.push(std::thread::Builder::new().name(name).spawn(guarded)?);
         }
         Ok(Batcher {
             model: model.to_string(),
@@ -77,6 +93,7 @@ impl Batcher {
             in_flight: metrics.in_flight.clone(),
             cancelled: metrics.cancelled.clone(),
             threads: Mutex::new(threads),
+            dead,
         })
     }
 
@@ -128,6 +145,11 @@ impl Batcher {
 
     pub fn queue_len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Whether every instance thread is still alive.
+    pub fn healthy(&self) -> bool {
+        self.dead.load(Ordering::Acquire) == 0
     }
 
     /// Stops accepting requests and waits until every queued one has been answered.

@@ -238,3 +238,47 @@ async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
     let second = batcher.submit(x(&[1.0]), 1, false, LONG).await.unwrap();
     assert_eq!(second.outputs, x(&[1.0]));
 }
+
+/// Claims as many rows as it was given but returns one element: splitting that between requests panics
+/// outside the runner's own guard, as a bug in the batcher would.
+struct Lying;
+
+impl Runner for Lying {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+        Ok(vec![Tensor {
+            name: "y".into(),
+            shape: inputs[0].shape.clone(),
+            data: TensorData::Fp32(vec![0.0]),
+        }])
+    }
+}
+
+#[tokio::test]
+async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy() {
+    let metrics = Metrics::new("test").for_model("m", 1);
+    let limits = Limits { max_rows: 8, max_delay: Duration::from_millis(200) };
+    let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::ZERO };
+    let batcher = Arc::new(
+        Batcher::start("m", vec![Box::new(Lying)], config, &metrics, Arc::new(ModelStats::default()))
+            .unwrap(),
+    );
+    assert!(batcher.healthy());
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit(x(&[1.0]), 1, false, LONG).await })
+        })
+        .collect();
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "inference failed for model 'm': the model instance stopped");
+    }
+    for _ in 0..100 {
+        if !batcher.healthy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!batcher.healthy());
+    assert_eq!(metrics.instance_deaths.get(), 1);
+}

@@ -93,7 +93,7 @@ async fn model_ready(
     Path(path): Path<ModelPath>,
 ) -> Result<(StatusCode, Json<Value>), Error> {
     let model = lookup(&state, &path)?;
-    let ready = !state.shutting_down();
+    let ready = model.healthy() && !state.shutting_down();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok((status, Json(json!({ "name": model.info.name, "ready": ready }))))
 }

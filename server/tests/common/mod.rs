@@ -209,6 +209,21 @@ pub fn delayed(delay: Duration) -> ModelSettings {
     ModelSettings { max_queue_delay: delay, ..defaults() }
 }
 
+/// Runs `server/tests/clients/<script>` with the test virtualenv's Python: the test fails, with both of
+/// its outputs, unless it exits 0 and its last words are `passed` (the scripts print
+/// `all ... checks passed`). Returns stdout.
+pub fn python_check(venv: &Path, script: &str, args: &[&std::ffi::OsStr], passed: &str) -> String {
+    let out = std::process::Command::new(venv.join("bin/python"))
+        .arg(workspace().join("server/tests/clients").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(passed), "{stdout}");
+    stdout
+}
+
 /// The test virtualenv (Triton's clients, moto, ...), or `None` with a note when it was never built and
 /// `make test` (which sets KUBEINFER_REQUIRE_ALL) is not the caller.
 pub fn test_venv() -> Option<PathBuf> {
