@@ -20,12 +20,19 @@ OPSET = 17
 IR_VERSION = 8
 
 
-def save(model: onnx.ModelProto, name: str, version: int = 1) -> pathlib.Path:
+def save(model: onnx.ModelProto, name: str, version: int = 1, external_data: str = "") -> pathlib.Path:
+    """Writes the model; with `external_data`, its weights go to that file beside model.onnx."""
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     path = MODELS / name / str(version) / "model.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    if external_data:
+        # onnx appends to an existing external data file; a regenerated model must not grow.
+        (path.parent / external_data).unlink(missing_ok=True)
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=external_data, size_threshold=0)
+    else:
+        onnx.save(model, str(path))
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
     return path
 
@@ -192,13 +199,7 @@ def external_data() -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
         inits,
     )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model, full_check=True)
-    path = MODELS / "external_data" / "1" / "model.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=0)
-    print(f"wrote {path.relative_to(ROOT)} and weights.bin beside it")
+    save(model, "external_data", external_data="weights.bin")
 
 
 def reference(path: pathlib.Path, name: str, feeds: dict) -> None:
