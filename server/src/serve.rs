@@ -28,15 +28,15 @@ use crate::{http, shutdown};
 const KEYS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 fn access(args: &ServeArgs) -> Result<Access, Error> {
-    let keys = args.api_keys_file.as_deref().map(KeyFile::open).transpose()?.map(Arc::new);
+    let keys = args.exposure.api_keys_file.as_deref().map(KeyFile::open).transpose()?.map(Arc::new);
     match &keys {
         Some(file) => {
             file.clone().watch(KEYS_RELOAD_INTERVAL);
-            tracing::info!(path = ?args.api_keys_file, "API keys required for inference and /api");
+            tracing::info!(path = ?args.exposure.api_keys_file, "API keys required for inference and /api");
         }
         None => tracing::warn!("no --api-keys-file: anyone who reaches the port can run inference"),
     }
-    Ok(Access { keys, public_prediction_log: args.public_prediction_log })
+    Ok(Access { keys, public_prediction_log: args.exposure.public_prediction_log })
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), Error> {
@@ -55,12 +55,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
             None
         }
     };
-    let budget = args.max_inflight_bytes.unwrap_or_else(limits::default_budget);
+    let budget = args.exposure.max_inflight_bytes.unwrap_or_else(limits::default_budget);
     tracing::info!(bytes = budget, "in-flight request memory budget");
     let limits = RequestLimits::new(
-        args.max_concurrent_requests,
-        args.handler_timeout,
-        args.body_read_timeout,
+        args.exposure.max_concurrent_requests,
+        args.exposure.handler_timeout,
+        args.exposure.body_read_timeout,
         budget,
     );
     let state = Arc::new(
@@ -75,8 +75,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     tracing::info!(%addr, "listening");
     let draining = Arc::new(Notify::new());
     let connections = ConnectionLimits {
-        header_read_timeout: args.header_read_timeout,
-        max_connections: args.max_connections,
+        header_read_timeout: args.exposure.header_read_timeout,
+        max_connections: args.exposure.max_connections,
     };
     let server = tokio::spawn(listener::serve(
         listener,

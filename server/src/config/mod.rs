@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::settings::ModelSettings;
 
+mod exposure;
+pub use exposure::ExposureArgs;
+
 #[derive(Debug, Parser)]
 #[command(name = "kubeinfer-server", version, about = "Serves ONNX models over the Open Inference Protocol")]
 pub struct Cli {
@@ -164,45 +167,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBEINFER_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
 
-    /// API keys, one per line as `KEY SCOPE[,SCOPE...]` (scopes: infer, read, write; `#` comments).
-    /// Callers send `Authorization: Bearer KEY`; liveness, readiness and /metrics stay open. The file is
-    /// re-read when it changes (a rotated Secret needs no restart). Without it inference is open to
-    /// anyone who reaches the port.
-    #[arg(long, env = "KUBEINFER_API_KEYS_FILE")]
-    pub api_keys_file: Option<PathBuf>,
-
-    /// Without --api-keys-file, serve the prediction log's entries (/api/predictions...), which may
-    /// hold request bodies, to anyone. Off by default so that a log is never public by accident.
-    #[arg(long, env = "KUBEINFER_PUBLIC_PREDICTION_LOG")]
-    pub public_prediction_log: bool,
-
-    /// Longest a client may take to send a request's headers; then the connection is closed.
-    #[arg(long, env = "KUBEINFER_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub header_read_timeout: Duration,
-
-    /// Longest gap between two pieces of a request body; then the request gets 408.
-    #[arg(long, env = "KUBEINFER_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub body_read_timeout: Duration,
-
-    /// Longest a request may take from its headers to its response (body, queue and compute included);
-    /// then it gets 503. Keep it above --request-timeout plus the slowest batch.
-    #[arg(long, env = "KUBEINFER_HANDLER_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub handler_timeout: Duration,
-
-    /// Requests handled at once (probes and /metrics excepted); more get 429 with Retry-After.
-    #[arg(long, env = "KUBEINFER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
-    pub max_concurrent_requests: usize,
-
-    /// Connections open at once; more wait in the kernel's accept queue.
-    #[arg(long, env = "KUBEINFER_MAX_CONNECTIONS", default_value_t = 2048)]
-    pub max_connections: usize,
-
-    /// Memory budget in bytes for requests in flight: each body is charged four times its size (the
-    /// body, its decoded tensors, the outputs and the response) before it is read, and a request that
-    /// does not fit now gets 503 with Retry-After instead of growing the process. Default: a quarter of
-    /// the container's memory limit (cgroup), else 256 MiB.
-    #[arg(long, env = "KUBEINFER_MAX_INFLIGHT_BYTES")]
-    pub max_inflight_bytes: Option<usize>,
+    #[command(flatten)]
+    pub exposure: ExposureArgs,
 
     /// Largest request body accepted; larger ones get 413. Keep any proxy's limit equal to it.
     #[arg(long, env = "KUBEINFER_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
