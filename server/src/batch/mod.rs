@@ -98,8 +98,9 @@ impl Batcher {
     }
 
     /// Queues one request and waits for its outputs. `inputs` are in the model's order and already
-    /// checked; `alone` keeps the request out of shared batches. The request is dropped unrun if it is still queued at `timeout`, or if the caller goes
-    /// away (this future is dropped) before an instance takes it.
+    /// checked; `alone` keeps the request out of shared batches. The request is dropped unrun if it is
+    /// still queued at `timeout`, or if the caller goes away (this future is dropped) before an instance
+    /// takes it.
     pub async fn submit(
         &self,
         inputs: Vec<Tensor>,

@@ -12,11 +12,9 @@ use crate::auth::Scope;
 /// model readiness, metrics) and the web page's static files.
 pub fn required_scope(route: &str, method: &Method) -> Option<Scope> {
     match route {
-        "/v2/health/live"
-        | "/v2/health/ready"
-        | "/v2/models/{model}/ready"
+        r if super::is_probe(r) => None,
+        "/v2/models/{model}/ready"
         | "/v2/models/{model}/versions/{version}/ready"
-        | "/metrics"
         | "/"
         | "/assets/{file}" => None,
         r if r.starts_with("/api/") => Some(if method == Method::POST { Scope::Write } else { Scope::Read }),

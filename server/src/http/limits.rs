@@ -57,15 +57,10 @@ impl RequestLimits {
     }
 }
 
-/// Probes and scrapers are never turned away, whatever the load.
-fn exempt(route: Option<&str>) -> bool {
-    matches!(route, Some("/v2/health/live" | "/v2/health/ready" | "/metrics"))
-}
-
 /// Admits the request if fewer than --max-concurrent-requests are in flight, and bounds its handler by
 /// --handler-timeout.
 pub async fn admit(State(state): State<SharedState>, request: Request, next: Next) -> Response {
-    if exempt(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str)) {
+    if request.extensions().get::<MatchedPath>().is_some_and(|r| super::is_probe(r.as_str())) {
         return next.run(request).await;
     }
     let limits = &state.limits;

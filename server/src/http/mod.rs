@@ -25,6 +25,11 @@ use crate::state::AppState;
 
 pub type SharedState = Arc<AppState>;
 
+/// What probes and scrapers call (route templates): never behind an API key, never turned away by load.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/v2/health/live" | "/v2/health/ready" | "/metrics")
+}
+
 /// The whole application, ready to serve or to drive with `tower::ServiceExt::oneshot` in tests.
 pub fn app(state: SharedState) -> Router {
     Router::new()
