@@ -82,6 +82,8 @@ pub enum Error {
     DatabaseUnavailable(String),
     #[error("prediction {0} does not exist")]
     PredictionNotFound(String),
+    #[error("prediction {id} already has {limit} feedback entries, the most one prediction takes")]
+    FeedbackFull { id: String, limit: i64 },
 
     // --- the server's own failures (5xx) ---
     #[error("database: {0}")]
@@ -104,6 +106,7 @@ impl Error {
             Error::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::PredictionNotFound(_) => StatusCode::NOT_FOUND,
+            Error::FeedbackFull { .. } => StatusCode::CONFLICT,
             Error::QueueFull { .. }
             | Error::Timeout { .. }
             | Error::MemoryBudget { .. }

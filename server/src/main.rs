@@ -36,7 +36,9 @@ fn main() -> std::process::ExitCode {
             Command::Pull(args) => {
                 kubeinfer_server::pull::run(&args).await?;
             }
-            Command::Migrate(args) => kubeinfer_server::db::migrate_url(&args.database_url).await?,
+            Command::Migrate(args) => {
+                kubeinfer_server::db::migrate_url(&args.database_url, args.prediction_log_retention).await?
+            }
         }
         Ok(())
     });

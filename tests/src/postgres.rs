@@ -135,8 +135,32 @@ impl Postgres {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }
 
+    /// Freezes every PostgreSQL process (SIGSTOP to the group): a server that accepts connections and
+    /// never answers, as a hung host or a network partition looks to its clients.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Signals the server and every process under it: each backend is a session of its own (the
+    /// postmaster's children call setsid), so signalling the process group would reach only the
+    /// postmaster.
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.server {
+            let pids: Vec<String> =
+                crate::process::with_descendants(child.id()).iter().map(u32::to_string).collect();
+            let _ = Command::new("kill").arg(signal).arg("--").args(pids).stderr(Stdio::null()).status();
+        }
+    }
+
     /// Stops the server (fast shutdown); `resume` starts it again on the same data.
     pub fn stop(&mut self) {
+        // A frozen server cannot act on SIGINT.
+        self.thaw();
         if let Some(mut child) = self.server.take() {
             // SIGINT is PostgreSQL's fast shutdown: clients are disconnected, the data stays.
             stop_group(&mut child, "-INT", Duration::from_secs(15));

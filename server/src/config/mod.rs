@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::settings::ModelSettings;
 
+mod database;
 mod exposure;
+pub use database::{DatabaseArgs, MigrateMode, PayloadMode};
 pub use exposure::ExposureArgs;
 
 #[derive(Debug, Parser)]
@@ -33,66 +35,22 @@ pub enum Command {
     /// Fetch a model file (the operator's init container runs this): https://, s3://, gs:// or file://,
     /// written atomically, checksum verified, transient failures retried.
     Pull(PullArgs),
-    /// Apply the prediction log's database migrations and exit (for those who run them as a Job;
-    /// `serve` also applies them at start-up).
+    /// Apply the prediction log's database migrations, make its partitions ahead, drop expired ones,
+    /// and exit (for those who run it as a Job or CronJob; `serve --migrate=auto` does it by itself).
     Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Postgres connection URL.
+    /// Postgres connection URL (a role with DDL rights: it creates and drops partitions too).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
-}
 
-/// The prediction log (Postgres). Off when DATABASE_URL is unset.
-#[derive(Debug, Clone, Args)]
-pub struct DatabaseArgs {
-    /// Postgres URL for the prediction log, e.g. postgres://user:pass@host/db. Unset: no prediction log,
-    /// and the /api routes answer 503.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
-
-    /// Connections in the database pool.
-    #[arg(long, env = "KUBEINFER_DB_MAX_CONNECTIONS", default_value_t = 8)]
-    pub db_max_connections: u32,
-
-    /// Rows the prediction log buffers while the database is slow or down; beyond it rows are dropped
-    /// (and counted in kubeinfer_prediction_log_dropped_total).
-    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_BUFFER", default_value_t = 100_000)]
-    pub prediction_log_buffer: usize,
-
-    /// Most rows per insert.
-    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_BATCH", default_value_t = 2000)]
-    pub prediction_log_batch: usize,
-
-    /// Longest a row waits before its batch is written.
-    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_FLUSH_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
-    pub prediction_log_flush_interval: Duration,
-
-    /// At shutdown, how long the writer keeps trying to flush before it gives the remaining rows up.
-    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
-    pub prediction_log_shutdown_grace: Duration,
-
-    /// What of each request to keep: `off`, `digest` (SHA-256 and size of the body) or `full` (the JSON
-    /// request when it is at most --log-payload-max-bytes, else its digest).
-    #[arg(long, env = "KUBEINFER_LOG_PAYLOADS", value_enum, default_value_t = PayloadMode::Off)]
-    pub log_payloads: PayloadMode,
-
-    /// Largest request body kept whole with --log-payloads full.
-    #[arg(long, env = "KUBEINFER_LOG_PAYLOAD_MAX_BYTES", default_value_t = 16 * 1024)]
-    pub log_payload_max_bytes: usize,
-
-    /// How long /api/models/{m}/stats and /api/models keep an aggregate before querying again.
-    #[arg(long, env = "KUBEINFER_STATS_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
-    pub stats_cache_ttl: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PayloadMode {
-    Off,
-    Digest,
-    Full,
+    /// As `serve --prediction-log-retention`: days wholly older than this are dropped; 0 keeps all.
+    /// Run `migrate` daily (a CronJob) when the servers run with --migrate=off, so that partitions are
+    /// made ahead and expired ones dropped.
+    #[arg(long, env = "KUBEINFER_PREDICTION_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub prediction_log_retention: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -313,7 +271,7 @@ impl FromStr for Device {
 
 /// Parses `250us`, `5ms`, `1.5s` or `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration; use a number with us, ms, s or m, e.g. 5ms");
+    let bad = || format!("{s:?} is not a duration; use a number with us, ms, s, m, h or d, e.g. 5ms");
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
     let (number, unit) = s.split_at(split);
     let value: f64 = number.parse().map_err(|_| bad())?;
@@ -322,6 +280,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => value / 1e3,
         "s" => value,
         "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
         _ => return Err(bad()),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| bad())
@@ -337,6 +297,8 @@ mod tests {
         assert_eq!(parse_duration("5ms"), Ok(Duration::from_millis(5)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("ms").is_err());

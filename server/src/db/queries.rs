@@ -6,7 +6,36 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
-use uuid::Uuid;
+use uuid::{NoContext, Timestamp, Uuid};
+
+/// Most feedback entries one prediction takes: a label, a correction or two, not a chat log.
+pub const MAX_FEEDBACK_PER_PREDICTION: i64 = 100;
+
+/// A UUIDv7 stamped with `t`'s millisecond: the writer makes a row's id from its created_at, so that
+/// the id alone says which day's partition holds the row.
+pub fn id_at(t: DateTime<Utc>) -> Uuid {
+    let seconds = u64::try_from(t.timestamp()).unwrap_or(0);
+    Uuid::new_v7(Timestamp::from_unix(NoContext, seconds, t.timestamp_subsec_nanos()))
+}
+
+/// The created_at range a UUIDv7 id allows, to prune a lookup to one partition: its millisecond, and a
+/// second either side for rows logged before ids were made from created_at (two clock readings apart).
+/// `None` for ids of other versions, which are looked up in every partition.
+pub fn created_range(id: Uuid) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (seconds, nanos) = id.get_timestamp()?.to_unix();
+    let at = DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)?;
+    Some((at - chrono::Duration::seconds(1), at + chrono::Duration::seconds(1)))
+}
+
+/// ` AND <column> >= $n AND <column> < $n+1` for `id`'s range, when it has one.
+fn push_range(q: &mut QueryBuilder<Postgres>, column: &str, id: Uuid) {
+    if let Some((from, to)) = created_range(id) {
+        q.push(format!(" AND {column} >= ")).push_bind(from).push(format!(" AND {column} < ")).push_bind(to);
+    }
+}
 
 /// A listed prediction (without its payload, which only the single-prediction route returns).
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
@@ -23,6 +52,9 @@ pub struct Prediction {
     pub batch_size: i32,
     pub outcome: String,
     pub error: Option<String>,
+    /// For a classifier (one 2-D FP32 output, one row): the argmax class and its score.
+    pub predicted_class: Option<i32>,
+    pub predicted_score: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
@@ -78,7 +110,7 @@ impl Cursor {
 /// The columns of `Prediction`, as a literal so that `concat!` can build static SQL from it.
 macro_rules! columns {
     () => {
-        "id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome, error"
+        "id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome, error, predicted_class, predicted_score"
     };
 }
 
@@ -127,49 +159,71 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<(Vec<Prediction>, Opt
 }
 
 pub const FEEDBACK_FOR: &str = "SELECT id, prediction_id, label, score, comment, created_at FROM feedback \
-     WHERE prediction_id = ANY($1) ORDER BY prediction_id, created_at, id";
+     WHERE prediction_id = ANY($1) AND prediction_created_at BETWEEN $2 AND $3 \
+     ORDER BY prediction_id, created_at, id";
 
-/// The feedback of every prediction in `ids`, in one query.
-pub async fn feedback_for(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Feedback>, sqlx::Error> {
-    sqlx::query_as(FEEDBACK_FOR).bind(ids).fetch_all(pool).await
+/// The feedback of every prediction in `rows`, in one query; the rows' own times bound the partitions
+/// it reads.
+pub async fn feedback_for(pool: &PgPool, rows: &[Prediction]) -> Result<Vec<Feedback>, sqlx::Error> {
+    let (Some(first), Some(last)) =
+        (rows.iter().map(|r| r.created_at).min(), rows.iter().map(|r| r.created_at).max())
+    else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    sqlx::query_as(FEEDBACK_FOR).bind(ids).bind(first).bind(last).fetch_all(pool).await
 }
 
-/// One prediction with its payload.
+/// One prediction with its request payload and response.
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct PredictionDetail {
     #[sqlx(flatten)]
     #[serde(flatten)]
     pub prediction: Prediction,
     pub payload: Option<serde_json::Value>,
+    pub response: Option<serde_json::Value>,
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<PredictionDetail>, sqlx::Error> {
-    sqlx::query_as(concat!("SELECT ", columns!(), ", payload FROM predictions WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    let mut q =
+        QueryBuilder::new(concat!("SELECT ", columns!(), ", payload, response FROM predictions WHERE id = "));
+    q.push_bind(id);
+    push_range(&mut q, "created_at", id);
+    q.build_query_as().fetch_optional(pool).await
 }
 
-/// Adds feedback; `None` when the prediction does not exist.
+/// What became of a feedback entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Added {
+    Feedback(Feedback),
+    NoSuchPrediction,
+    /// The prediction already has MAX_FEEDBACK_PER_PREDICTION entries.
+    Full,
+}
+
+/// Adds feedback to an existing prediction, in its partition, while it has room for more.
 pub async fn add_feedback(
     pool: &PgPool,
     prediction: Uuid,
     label: Option<&str>,
     score: Option<f64>,
     comment: Option<&str>,
-) -> Result<Option<Feedback>, sqlx::Error> {
-    // The existence check and the insert are one statement: no race with a concurrent delete.
-    sqlx::query_as(
-        "INSERT INTO feedback (prediction_id, label, score, comment) \
-         SELECT id, $2, $3, $4 FROM predictions WHERE id = $1 \
-         RETURNING id, prediction_id, label, score, comment, created_at",
-    )
-    .bind(prediction)
-    .bind(label)
-    .bind(score)
-    .bind(comment)
-    .fetch_optional(pool)
-    .await
+) -> Result<Added, sqlx::Error> {
+    // The existence check, the cap and the insert are one statement: no race with retention's drop.
+    let mut q = QueryBuilder::new(
+        "INSERT INTO feedback (prediction_id, prediction_created_at, label, score, comment) SELECT id, created_at, ",
+    );
+    q.push_bind(label).push(", ").push_bind(score).push(", ").push_bind(comment);
+    q.push(" FROM predictions WHERE id = ").push_bind(prediction);
+    push_range(&mut q, "created_at", prediction);
+    q.push(" AND (SELECT count(*) FROM feedback WHERE prediction_id = ").push_bind(prediction);
+    push_range(&mut q, "prediction_created_at", prediction);
+    q.push(") < ").push_bind(MAX_FEEDBACK_PER_PREDICTION);
+    q.push(" RETURNING id, prediction_id, label, score, comment, created_at");
+    if let Some(added) = q.build_query_as().fetch_optional(pool).await? {
+        return Ok(Added::Feedback(added));
+    }
+    Ok(if get(pool, prediction).await?.is_some() { Added::Full } else { Added::NoSuchPrediction })
 }
 
 /// Aggregates over a window: request count, error rate, latency percentiles of successes, mean batch.
@@ -204,6 +258,35 @@ pub async fn model_stats(pool: &PgPool, model: &str, window_seconds: f64) -> Res
     sqlx::query_as(MODEL_STATS).bind(model).bind(window_seconds).fetch_one(pool).await
 }
 
+/// Over a window: predictions with a classifier summary and a feedback label (the latest one, when a
+/// prediction has several), and how many of those labels name the predicted class.
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct Agreement {
+    pub labelled: i64,
+    pub agreeing: i64,
+}
+
+/// Driven from feedback, which is small, rather than from the window's predictions: the window bounds
+/// feedback's partitions, and each label finds its prediction by primary key.
+pub const AGREEMENT: &str = "SELECT count(*)::int8 AS labelled, \
+     count(*) FILTER (WHERE l.label = p.predicted_class::text)::int8 AS agreeing \
+     FROM (SELECT DISTINCT ON (prediction_id) prediction_id, prediction_created_at, label FROM feedback \
+           WHERE prediction_created_at >= now() - make_interval(secs => $2) AND label IS NOT NULL \
+           ORDER BY prediction_id, created_at DESC, id DESC) l \
+     JOIN predictions p ON p.id = l.prediction_id AND p.created_at = l.prediction_created_at \
+     WHERE p.model = $1 AND p.predicted_class IS NOT NULL";
+
+pub async fn agreement(pool: &PgPool, model: &str, window_seconds: f64) -> Result<Agreement, sqlx::Error> {
+    sqlx::query_as(AGREEMENT).bind(model).bind(window_seconds).fetch_one(pool).await
+}
+
+/// A model's stats and label agreement over one window, cached together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelWindow {
+    pub stats: Stats,
+    pub agreement: Agreement,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct ModelStats {
     pub model: String,
@@ -226,6 +309,29 @@ pub async fn all_models_stats(pool: &PgPool, window_seconds: f64) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_made_at_a_time_gives_back_a_range_around_that_time() {
+        let t = DateTime::parse_from_rfc3339("2026-11-30T10:00:00.123456Z").unwrap().with_timezone(&Utc);
+        let id = id_at(t);
+        assert_eq!(id.get_version_num(), 7);
+        let millis = DateTime::parse_from_rfc3339("2026-11-30T10:00:00.123Z").unwrap().with_timezone(&Utc);
+        assert_eq!(
+            created_range(id),
+            Some((millis - chrono::Duration::seconds(1), millis + chrono::Duration::seconds(1)))
+        );
+        assert_eq!(created_range(Uuid::nil()), None);
+    }
+
+    #[test]
+    fn a_lookup_by_a_v7_id_is_bounded_to_its_time_and_other_ids_are_not() {
+        let mut q = QueryBuilder::new("WHERE id = $1");
+        push_range(&mut q, "created_at", id_at(Utc::now()));
+        assert_eq!(q.sql().as_str(), "WHERE id = $1 AND created_at >= $1 AND created_at < $2");
+        let mut q = QueryBuilder::new("WHERE id = $1");
+        push_range(&mut q, "created_at", "936da01f-9abd-4d9d-80c7-02af85c822a8".parse().unwrap());
+        assert_eq!(q.sql().as_str(), "WHERE id = $1");
+    }
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {

@@ -1,27 +1,42 @@
-//! The prediction log's background writer: rows arrive on a bounded channel (the request path never
-//! waits), and leave in multi-row INSERTs of up to `batch` rows or every `interval`, whichever comes first.
-//! While the database is down the current batch is retried with backoff; new rows wait in the channel,
-//! and once it is full they are dropped and counted. The pool reconnects by itself. A batch the
-//! database refuses for its data (not its availability) is retried row by row, so one bad row costs
-//! only itself.
+//! The prediction log's background writer: rows arrive on a channel whose contents are bounded in
+//! bytes by the sender (the request path never waits), and leave in multi-row INSERTs of up to `batch`
+//! rows or every `interval`, whichever comes first. While the database is down the current batch is
+//! retried with backoff; new rows wait in the channel until the byte budget is spent, then they are
+//! dropped and counted. The pool reconnects by itself. A batch the database refuses for its data (not
+//! its availability) is retried row by row, so one bad row costs only itself.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::{Histogram, IntCounter};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use super::queries::PredictionDetail;
+use super::buffer::ByteBudget;
+use super::log_metrics::{Drop, WriterMetrics};
+use super::queries::Prediction;
 
-/// One logged inference: the row as the query API reads it back, payload included.
-pub type PredictionRow = PredictionDetail;
+/// One logged inference on its way to the table; the request payload and the response are JSON text,
+/// written as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionRow {
+    pub prediction: Prediction,
+    pub payload: Option<String>,
+    pub response: Option<String>,
+}
 
-#[derive(Clone)]
-pub struct WriterMetrics {
-    pub written: IntCounter,
-    pub dropped: IntCounter,
-    pub flush_rows: Histogram,
-    pub flush_duration: Histogram,
+impl PredictionRow {
+    /// What the row holds in memory, roughly: its text and a fixed part for the rest.
+    pub fn bytes(&self) -> usize {
+        let p = &self.prediction;
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        256 + p.model.len()
+            + text(&p.request_id)
+            + text(&p.client_id)
+            + text(&p.error)
+            + p.outcome.len()
+            + text(&self.payload)
+            + text(&self.response)
+    }
 }
 
 pub struct Writer {
@@ -30,18 +45,29 @@ pub struct Writer {
     pub interval: Duration,
     /// How long the final flush may keep retrying at shutdown before it gives the rows up.
     pub shutdown_grace: Duration,
+    /// The client's deadline on one insert (Postgres may hang without answering).
+    pub deadline: Duration,
+    pub budget: Arc<ByteBudget>,
     pub metrics: WriterMetrics,
 }
 
+// ON CONFLICT without a target: any unique key (the primary key is (id, created_at)) makes a retried
+// batch that did reach the table a no-op.
 const INSERT: &str = "INSERT INTO predictions (id, request_id, model, model_version, client_id, created_at, \
-     queue_us, compute_us, total_us, batch_size, outcome, error, payload) \
-     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::timestamptz[], \
-     $7::int8[], $8::int8[], $9::int8[], $10::int4[], $11::text[], $12::text[], $13::jsonb[]) \
-     ON CONFLICT (id) DO NOTHING";
+     queue_us, compute_us, total_us, batch_size, outcome, error, payload, response, predicted_class, \
+     predicted_score) \
+     SELECT id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, \
+     batch_size, outcome, error, payload::jsonb, response::jsonb, predicted_class, predicted_score \
+     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::timestamptz[], \
+     $7::int8[], $8::int8[], $9::int8[], $10::int4[], $11::text[], $12::text[], $13::text[], $14::text[], \
+     $15::int4[], $16::float4[]) \
+     AS r(id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, \
+     batch_size, outcome, error, payload, response, predicted_class, predicted_score) \
+     ON CONFLICT DO NOTHING";
 
 impl Writer {
     /// Runs until every sender is gone and the last rows are flushed (or given up after the grace time).
-    pub async fn run(self, mut rx: mpsc::Receiver<PredictionRow>) {
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<PredictionRow>) {
         let mut batch = Vec::with_capacity(self.batch);
         let mut closing: Option<Instant> = None;
         loop {
@@ -57,6 +83,7 @@ impl Writer {
                 }
             }
             self.flush(&batch, &rx, &mut closing).await;
+            self.budget.release(batch.iter().map(PredictionRow::bytes).sum());
             batch.clear();
         }
         tracing::info!("prediction log writer stopped");
@@ -67,20 +94,20 @@ impl Writer {
     async fn flush(
         &self,
         rows: &[PredictionRow],
-        rx: &mpsc::Receiver<PredictionRow>,
+        rx: &mpsc::UnboundedReceiver<PredictionRow>,
         closing: &mut Option<Instant>,
     ) {
         let mut delay = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            let error = match insert(&self.pool, rows).await {
+            let error = match self.insert(rows).await {
                 Ok(()) => return self.written(rows.len(), started),
                 Err(e) if refuses_the_data(&e) => return self.flush_one_by_one(rows, e, rx, closing).await,
                 Err(e) => e,
             };
             if self.past_shutdown_grace(rx, closing) {
                 tracing::error!(error = %error, rows = rows.len(), "prediction log rows dropped at shutdown");
-                self.metrics.dropped.inc_by(rows.len() as u64);
+                self.metrics.dropped(Drop::Shutdown).inc_by(rows.len() as u64);
                 return;
             }
             tracing::warn!(error = %error, rows = rows.len(), retry_in_ms = delay.as_millis() as u64, "prediction log write failed; retrying");
@@ -96,7 +123,7 @@ impl Writer {
         &self,
         rows: &[PredictionRow],
         batch_error: sqlx::Error,
-        rx: &mpsc::Receiver<PredictionRow>,
+        rx: &mpsc::UnboundedReceiver<PredictionRow>,
         closing: &mut Option<Instant>,
     ) {
         tracing::warn!(error = %batch_error, rows = rows.len(), "prediction log batch refused; writing its rows one by one");
@@ -104,14 +131,14 @@ impl Writer {
             if self.past_shutdown_grace(rx, closing) {
                 let left = rows.len() - i;
                 tracing::error!(rows = left, "prediction log rows dropped at shutdown");
-                self.metrics.dropped.inc_by(left as u64);
+                self.metrics.dropped(Drop::Shutdown).inc_by(left as u64);
                 return;
             }
-            match insert(&self.pool, std::slice::from_ref(row)).await {
+            match self.insert(std::slice::from_ref(row)).await {
                 Ok(()) => self.metrics.written.inc(),
                 Err(e) => {
                     tracing::error!(error = %e, id = %row.prediction.id, model = %row.prediction.model, "prediction log row dropped");
-                    self.metrics.dropped.inc();
+                    self.metrics.dropped(Drop::Refused).inc();
                 }
             }
         }
@@ -119,9 +146,21 @@ impl Writer {
 
     /// Whether the writer should give up on what it holds: the channel is closed (shutdown) and the
     /// grace time, counted from the first failure after it closed, has run out.
-    fn past_shutdown_grace(&self, rx: &mpsc::Receiver<PredictionRow>, closing: &mut Option<Instant>) -> bool {
+    fn past_shutdown_grace(
+        &self,
+        rx: &mpsc::UnboundedReceiver<PredictionRow>,
+        closing: &mut Option<Instant>,
+    ) -> bool {
         rx.is_closed()
             && Instant::now() >= *closing.get_or_insert_with(|| Instant::now() + self.shutdown_grace)
+    }
+
+    /// One insert, given up (as unavailable) when Postgres does not answer within the deadline.
+    async fn insert(&self, rows: &[PredictionRow]) -> Result<(), sqlx::Error> {
+        match tokio::time::timeout(self.deadline, insert(&self.pool, rows)).await {
+            Ok(result) => result,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
     }
 
     fn written(&self, rows: usize, started: Instant) {
@@ -144,25 +183,28 @@ fn refuses_the_data(error: &sqlx::Error) -> bool {
     }
 }
 
-fn column<T>(rows: &[PredictionRow], f: impl Fn(&PredictionRow) -> T) -> Vec<T> {
+fn column<'a, T>(rows: &'a [PredictionRow], f: impl Fn(&'a PredictionRow) -> T) -> Vec<T> {
     rows.iter().map(f).collect()
 }
 
 async fn insert(pool: &PgPool, rows: &[PredictionRow]) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
         .bind(column(rows, |r| r.prediction.id))
-        .bind(column(rows, |r| r.prediction.request_id.clone()))
-        .bind(column(rows, |r| r.prediction.model.clone()))
+        .bind(column(rows, |r| r.prediction.request_id.as_deref()))
+        .bind(column(rows, |r| r.prediction.model.as_str()))
         .bind(column(rows, |r| r.prediction.model_version))
-        .bind(column(rows, |r| r.prediction.client_id.clone()))
+        .bind(column(rows, |r| r.prediction.client_id.as_deref()))
         .bind(column(rows, |r| r.prediction.created_at))
         .bind(column(rows, |r| r.prediction.queue_us))
         .bind(column(rows, |r| r.prediction.compute_us))
         .bind(column(rows, |r| r.prediction.total_us))
         .bind(column(rows, |r| r.prediction.batch_size))
-        .bind(column(rows, |r| r.prediction.outcome.clone()))
-        .bind(column(rows, |r| r.prediction.error.clone()))
-        .bind(column(rows, |r| r.payload.clone()))
+        .bind(column(rows, |r| r.prediction.outcome.as_str()))
+        .bind(column(rows, |r| r.prediction.error.as_deref()))
+        .bind(column(rows, |r| r.payload.as_deref()))
+        .bind(column(rows, |r| r.response.as_deref()))
+        .bind(column(rows, |r| r.prediction.predicted_class))
+        .bind(column(rows, |r| r.prediction.predicted_score))
         .execute(pool)
         .await?;
     Ok(())

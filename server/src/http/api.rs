@@ -114,21 +114,37 @@ async fn list(
     let log = log(&state)?;
     let Query(params) = params.map_err(query_error)?;
     let (filter, with_feedback) = parse_list(&params)?;
-    let (rows, next) = log.query("list_predictions", queries::list(log.pool(), &filter)).await?;
-    let mut predictions: Vec<Value> = rows.iter().map(|r| json!(r)).collect();
-    if with_feedback && !rows.is_empty() {
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let feedback = log.query("feedback_for_predictions", queries::feedback_for(log.pool(), &ids)).await?;
+    let (rows, mut next) = log.query("list_predictions", queries::list(log.pool(), &filter)).await?;
+    let mut feedback: Option<HashMap<Uuid, Vec<Value>>> = None;
+    if with_feedback {
+        let all = log.query("feedback_for_predictions", queries::feedback_for(log.pool(), &rows)).await?;
         let mut by_prediction: HashMap<Uuid, Vec<Value>> = HashMap::new();
-        for f in feedback {
+        for f in all {
             by_prediction.entry(f.prediction_id).or_default().push(json!(f));
         }
-        for (value, row) in predictions.iter_mut().zip(&rows) {
+        feedback = Some(by_prediction);
+    }
+    let mut predictions: Vec<Value> = Vec::with_capacity(rows.len());
+    // The envelope (`{"predictions":[...],"next_cursor":"..."}`) and a comma per row count too.
+    let mut bytes = 128;
+    for (i, row) in rows.iter().enumerate() {
+        let mut value = json!(row);
+        if let Some(by_prediction) = feedback.as_mut() {
             value["feedback"] = Value::Array(by_prediction.remove(&row.id).unwrap_or_default());
         }
+        bytes += value.to_string().len() + 1;
+        // The page ends early rather than grow past the byte cap; the cursor picks up after it.
+        if i > 0 && bytes > LIST_MAX_BYTES {
+            next = Some(Cursor { created_at: rows[i - 1].created_at, id: rows[i - 1].id });
+            break;
+        }
+        predictions.push(value);
     }
     Ok(Json(json!({"predictions": predictions, "next_cursor": next.map(|c| c.encode())})))
 }
+
+/// Largest page of the listing, in bytes of JSON (one prediction is always listed, however large).
+pub const LIST_MAX_BYTES: usize = 1 << 20;
 
 fn prediction_id(id: &str) -> Result<Uuid, Error> {
     id.parse().map_err(|_| Error::BadRequest(format!("prediction id {id:?} is not a UUID")))
@@ -141,7 +157,12 @@ async fn detail(State(state): State<SharedState>, Path(id): Path<String>) -> Res
         .query("get_prediction", queries::get(log.pool(), uuid))
         .await?
         .ok_or(Error::PredictionNotFound(id))?;
-    let feedback = log.query("feedback_for_predictions", queries::feedback_for(log.pool(), &[uuid])).await?;
+    let feedback = log
+        .query(
+            "feedback_for_predictions",
+            queries::feedback_for(log.pool(), std::slice::from_ref(&prediction.prediction)),
+        )
+        .await?;
     let mut value = json!(prediction);
     value["feedback"] = json!(feedback);
     Ok(Json(value))
@@ -194,9 +215,12 @@ async fn add_feedback(
                 body.comment.as_deref(),
             ),
         )
-        .await?
-        .ok_or(Error::PredictionNotFound(id))?;
-    Ok((StatusCode::CREATED, Json(json!(added))))
+        .await?;
+    match added {
+        queries::Added::Feedback(f) => Ok((StatusCode::CREATED, Json(json!(f)))),
+        queries::Added::NoSuchPrediction => Err(Error::PredictionNotFound(id)),
+        queries::Added::Full => Err(Error::FeedbackFull { id, limit: queries::MAX_FEEDBACK_PER_PREDICTION }),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,25 +229,17 @@ pub struct StatsParams {
     window: Option<String>,
 }
 
-/// Parses a window such as 30s, 15m, 1h, 24h or 7d (at most 30 days) into seconds.
+/// The stats windows: a fixed set, so that the cache holds at most four entries per model and no
+/// query string can make every request a miss.
+pub const WINDOWS: [(&str, u64); 4] = [("5m", 300), ("1h", 3600), ("24h", 86400), ("7d", 7 * 86400)];
+
+/// The seconds of a stats window, which must be one of WINDOWS.
 pub fn window_seconds(window: &str) -> Result<u64, Error> {
-    let bad = || {
-        Error::BadRequest(format!("window must be a number with s, m, h or d (at most 30d), got {window:?}"))
-    };
-    let split = window.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = window.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let unit_seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(bad()),
-    };
-    match n.checked_mul(unit_seconds) {
-        Some(seconds) if (1..=30 * 86400).contains(&seconds) => Ok(seconds),
-        _ => Err(bad()),
-    }
+    WINDOWS
+        .iter()
+        .find(|(name, _)| *name == window)
+        .map(|&(_, seconds)| seconds)
+        .ok_or_else(|| Error::BadRequest(format!("window must be one of 5m, 1h, 24h or 7d, got {window:?}")))
 }
 
 fn stats_json(s: &queries::Stats) -> Value {
@@ -248,13 +264,23 @@ async fn model_stats(
     let window = params.window.unwrap_or_else(|| "1h".into());
     let seconds = window_seconds(&window)?;
     let key = format!("{model}:{seconds}");
-    let (stats, cached) = log
+    let (window_stats, cached) = log
         .stats_cache
-        .get_or_load(&key, || {
-            log.query("model_stats", queries::model_stats(log.pool(), &model, seconds as f64))
+        .get_or_load(&key, || async {
+            let stats =
+                log.query("model_stats", queries::model_stats(log.pool(), &model, seconds as f64)).await?;
+            let agreement =
+                log.query("label_agreement", queries::agreement(log.pool(), &model, seconds as f64)).await?;
+            Ok::<_, Error>(queries::ModelWindow { stats, agreement })
         })
         .await?;
-    let mut body = stats_json(&stats);
+    let mut body = stats_json(&window_stats.stats);
+    let queries::Agreement { labelled, agreeing } = window_stats.agreement;
+    body["agreement"] = json!({
+        "labelled": labelled,
+        "agreeing": agreeing,
+        "rate": (labelled > 0).then(|| agreeing as f64 / labelled as f64),
+    });
     body["model"] = json!(model);
     body["window"] = json!(window);
     body["cached"] = json!(cached);
@@ -298,15 +324,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn windows_take_a_unit_and_stay_within_thirty_days() {
+    fn stats_windows_come_from_a_fixed_set() {
+        assert_eq!(window_seconds("5m").unwrap(), 300);
         assert_eq!(window_seconds("1h").unwrap(), 3600);
+        assert_eq!(window_seconds("24h").unwrap(), 86400);
         assert_eq!(window_seconds("7d").unwrap(), 604800);
-        assert!(window_seconds("31d").is_err());
-        assert!(window_seconds("0m").is_err());
-        assert!(window_seconds("1w").is_err());
-        assert!(window_seconds("h").is_err());
-        assert!(window_seconds("18446744073709551615d").is_err());
-        assert!(window_seconds("99999999999999999999s").is_err());
+        assert_eq!(
+            window_seconds("2h").unwrap_err().to_string(),
+            "window must be one of 5m, 1h, 24h or 7d, got \"2h\""
+        );
+        assert!(window_seconds("").is_err());
     }
 
     #[test]

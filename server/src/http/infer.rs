@@ -11,7 +11,7 @@ use axum::routing::post;
 
 use super::SharedState;
 use super::models::ModelPath;
-use super::prediction_log::{self, LogEntry};
+use super::prediction_log::{self, Answer, LogEntry};
 use crate::error::Error;
 use crate::protocol::binary::HEADER_LENGTH;
 use crate::protocol::{decode_request, encode_response};
@@ -40,7 +40,7 @@ async fn infer(
         let entry = LogEntry { model: &model, headers: &headers, body, request_id, started };
         log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
-    let (response, outcome) = result?;
+    let (response, outcome, _) = result?;
     let total = started.elapsed();
     let m = &model.metrics;
     m.success.inc();
@@ -74,7 +74,7 @@ async fn answer(
     headers: &HeaderMap,
     body: &Bytes,
     request_id: &mut Option<String>,
-) -> Result<(Response, InferOutcome), Error> {
+) -> Result<(Response, InferOutcome, Answer), Error> {
     let header_length = match headers.get(HEADER_LENGTH).map(HeaderValue::to_str) {
         None => None,
         Some(Ok(v)) => Some(v),
@@ -90,6 +90,7 @@ async fn answer(
     *request_id = request.id.clone().filter(|id| !id.is_empty());
     let mut outcome = model.infer(request).await?;
     let outputs = std::mem::take(&mut outcome.outputs);
+    let predicted = prediction_log::classify(&outputs);
     let size = outputs.iter().map(|o| o.tensor.data.len() * 4).sum();
     let (name, version, id) = (model.info.name.clone(), model.info.version.to_string(), request_id.clone());
     let encoded =
@@ -103,9 +104,11 @@ async fn answer(
         Some(n) => response.header(header::CONTENT_TYPE, "application/octet-stream").header(HEADER_LENGTH, n),
         None => response.header(header::CONTENT_TYPE, "application/json"),
     };
-    let response = response.body(Body::from(encoded.body)).map_err(|e| Error::Inference {
+    let answer =
+        Answer { body: Bytes::from(encoded.body), binary: encoded.header_length.is_some(), predicted };
+    let response = response.body(Body::from(answer.body.clone())).map_err(|e| Error::Inference {
         model: model.info.name.clone(),
         reason: format!("cannot build the response: {e}"),
     })?;
-    Ok((response, outcome))
+    Ok((response, outcome, answer))
 }

@@ -1,4 +1,5 @@
-//! Turns one answered inference request into its prediction-log row.
+//! Turns one answered inference request into its prediction-log row: timings and outcome, what of the
+//! request and the response `--log-payloads` keeps, and a classifier's predicted class.
 
 use std::time::Instant;
 
@@ -6,13 +7,14 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::config::PayloadMode;
 use crate::db::PredictionRow;
-use crate::db::queries::Prediction;
+use crate::db::queries::{Prediction, id_at};
 use crate::error::Error;
 use crate::protocol::binary::HEADER_LENGTH;
+use crate::protocol::response::OutputToSend;
+use crate::protocol::tensor::TensorData;
 use crate::registry::{InferOutcome, ServedModel};
 
 /// The header a caller may set to be findable in the log (GET /api/predictions?client=...).
@@ -31,34 +33,69 @@ pub struct LogEntry<'a> {
     pub started: Instant,
 }
 
+/// What of a successful answer the log keeps: the encoded body (a cheap clone of the one sent), whether
+/// it carries binary tensors, and the classifier summary taken from the outputs before encoding.
+pub struct Answer {
+    pub body: Bytes,
+    pub binary: bool,
+    pub predicted: Option<(i32, f32)>,
+}
+
 pub fn row<T>(
     e: LogEntry,
-    result: &Result<(T, InferOutcome), Error>,
+    result: &Result<(T, InferOutcome, Answer), Error>,
     mode: PayloadMode,
     max_bytes: usize,
 ) -> PredictionRow {
     let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
     let (outcome, error, queue, compute, batch) = match result {
-        Ok((_, o)) => ("success", None, micros(o.queue_time), micros(o.compute_time), o.batch_rows),
+        Ok((_, o, _)) => ("success", None, micros(o.queue_time), micros(o.compute_time), o.batch_rows),
         Err(err) => (err.outcome(), Some(text(&err.to_string(), MAX_ERROR_CHARS)), 0, 0, 0),
     };
+    let answer = result.as_ref().ok().map(|(_, _, a)| a);
+    let created_at = Utc::now();
+    let request_binary = e.headers.contains_key(HEADER_LENGTH);
     PredictionRow {
         prediction: Prediction {
-            id: Uuid::now_v7(),
+            id: id_at(created_at),
             request_id: e.request_id.map(|id| text(&id, MAX_ID_CHARS)),
             model: e.model.info.name.clone(),
             model_version: i64::try_from(e.model.info.version).unwrap_or(i64::MAX),
             client_id: e.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).map(|v| text(v, MAX_ID_CHARS)),
-            created_at: Utc::now(),
+            created_at,
             queue_us: queue,
             compute_us: compute,
             total_us: micros(e.started.elapsed()),
             batch_size: i32::try_from(batch).unwrap_or(i32::MAX),
             outcome: outcome.to_string(),
             error,
+            predicted_class: answer.and_then(|a| a.predicted).map(|(class, _)| class),
+            predicted_score: answer.and_then(|a| a.predicted).map(|(_, score)| score),
         },
-        payload: payload(mode, max_bytes, e.headers, e.body),
+        payload: kept(mode, max_bytes, e.body, request_binary).map(|k| k.wrapped("request")),
+        response: answer.and_then(|a| kept(mode, max_bytes, &a.body, a.binary)).map(|k| k.wrapped("")),
     }
+}
+
+/// The argmax class and its score when the outputs hold exactly one 2-D FP32 tensor of one row (a
+/// classifier's scores, whatever else it returns, such as sklearn's label beside its probabilities).
+pub fn classify(outputs: &[OutputToSend]) -> Option<(i32, f32)> {
+    let mut scores = outputs.iter().filter_map(|o| match &o.tensor.data {
+        TensorData::Fp32(v) if o.tensor.shape.len() == 2 => Some((&o.tensor.shape, v)),
+        _ => None,
+    });
+    let (shape, values) = scores.next()?;
+    if scores.next().is_some() || shape[0] != 1 {
+        return None;
+    }
+    let (class, score) = values.iter().enumerate().filter(|(_, v)| !v.is_nan()).fold(
+        None,
+        |best: Option<(usize, f32)>, (i, &v)| match best {
+            Some((_, b)) if b >= v => best,
+            _ => Some((i, v)),
+        },
+    )?;
+    Some((i32::try_from(class).ok()?, score))
 }
 
 /// `s` as Postgres will store it: text cannot hold NUL (a JSON request id may carry one as
@@ -67,57 +104,125 @@ fn text(s: &str, max_chars: usize) -> String {
     s.chars().filter(|&c| c != '\0').take(max_chars).collect()
 }
 
-/// `digest`: SHA-256 and size. `full`: the request itself when it is JSON only and small enough, else
-/// the digest (binary tensors are not worth a JSON column, and jsonb refuses a \u0000 escape).
-fn payload(
-    mode: PayloadMode,
-    max_bytes: usize,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Option<serde_json::Value> {
-    let digest = || serde_json::json!({"sha256": format!("{:x}", Sha256::digest(body)), "bytes": body.len()});
+/// What `--log-payloads` keeps of a body: nothing, its JSON, or its digest (with why, when `full` could
+/// not keep it whole).
+#[derive(Debug, PartialEq)]
+enum Kept<'a> {
+    Json(&'a str),
+    Digest { sha256: String, bytes: usize, cut: Option<&'static str> },
+}
+
+impl Kept<'_> {
+    /// As JSON text: `{"<key>": <json>}`, or the JSON itself when `key` is empty, or the digest.
+    fn wrapped(self, key: &str) -> String {
+        match self {
+            Kept::Json(json) if key.is_empty() => json.to_string(),
+            Kept::Json(json) => format!(r#"{{"{key}":{json}}}"#),
+            Kept::Digest { sha256, bytes, cut: None } => {
+                format!(r#"{{"sha256":"{sha256}","bytes":{bytes}}}"#)
+            }
+            Kept::Digest { sha256, bytes, cut: Some(why) } => {
+                format!(r#"{{"sha256":"{sha256}","bytes":{bytes},"cut":"{why}"}}"#)
+            }
+        }
+    }
+}
+
+/// `digest`: SHA-256 and size. `full`: the body itself when it is JSON only and at most `max_bytes`,
+/// else the digest and why (binary tensors are not worth a JSON column, and jsonb refuses a \u0000
+/// escape). The body is checked to be JSON, never parsed into a tree and printed again.
+fn kept(mode: PayloadMode, max_bytes: usize, body: &Bytes, binary: bool) -> Option<Kept<'_>> {
+    let digest = |cut| Kept::Digest { sha256: format!("{:x}", Sha256::digest(body)), bytes: body.len(), cut };
+    let json = || {
+        std::str::from_utf8(body)
+            .ok()
+            .filter(|_| serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok())
+    };
     match mode {
         PayloadMode::Off => None,
-        PayloadMode::Digest => Some(digest()),
-        PayloadMode::Full
-            if body.len() <= max_bytes
-                && !headers.contains_key(HEADER_LENGTH)
-                && !body.windows(6).any(|w| w == br"\u0000") =>
-        {
-            serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .map(|request| serde_json::json!({"request": request}))
-                .or_else(|| Some(digest()))
+        PayloadMode::Digest => Some(digest(None)),
+        PayloadMode::Full if binary => Some(digest(Some("binary tensors"))),
+        PayloadMode::Full if body.len() > max_bytes => {
+            Some(digest(Some("larger than --log-payload-max-bytes")))
         }
-        PayloadMode::Full => Some(digest()),
+        PayloadMode::Full if body.windows(6).any(|w| w == br"\u0000") => {
+            Some(digest(Some("holds a NUL escape")))
+        }
+        PayloadMode::Full => Some(json().map_or_else(|| digest(Some("not JSON")), Kept::Json)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::tensor::Tensor;
+    use serde_json::{Value, json};
+
+    fn parsed(kept: Option<Kept>, key: &str) -> Value {
+        serde_json::from_str(&kept.unwrap().wrapped(key)).unwrap()
+    }
 
     #[test]
     fn digest_records_the_hash_and_size_and_full_keeps_small_json() {
         let body = Bytes::from_static(br#"{"inputs":[]}"#);
-        let headers = HeaderMap::new();
-        assert_eq!(payload(PayloadMode::Off, 100, &headers, &body), None);
+        let sha = format!("{:x}", Sha256::digest(&body));
+        assert_eq!(kept(PayloadMode::Off, 100, &body, false), None);
         assert_eq!(
-            payload(PayloadMode::Digest, 100, &headers, &body),
-            Some(serde_json::json!({"sha256": format!("{:x}", Sha256::digest(&body)), "bytes": 13}))
+            parsed(kept(PayloadMode::Digest, 100, &body, false), "request"),
+            json!({"sha256": sha, "bytes": 13})
         );
         assert_eq!(
-            payload(PayloadMode::Full, 100, &headers, &body),
-            Some(serde_json::json!({"request": {"inputs": []}}))
+            parsed(kept(PayloadMode::Full, 100, &body, false), "request"),
+            json!({"request": {"inputs": []}})
         );
-        assert_eq!(payload(PayloadMode::Full, 5, &headers, &body).unwrap()["bytes"], 13);
+        assert_eq!(parsed(kept(PayloadMode::Full, 100, &body, false), ""), json!({"inputs": []}));
     }
 
     #[test]
-    fn a_full_payload_with_a_nul_escape_is_kept_as_its_digest() {
-        let body = Bytes::from_static(br#"{"id":"a\u0000b","inputs":[]}"#);
-        let logged = payload(PayloadMode::Full, 100, &HeaderMap::new(), &body).unwrap();
-        assert_eq!(logged["bytes"], 29);
+    fn what_full_cannot_keep_whole_is_its_digest_with_the_reason() {
+        let body = Bytes::from_static(br#"{"inputs":[]}"#);
+        let cut = |k: Option<Kept>| parsed(k, "request")["cut"].clone();
+        assert_eq!(cut(kept(PayloadMode::Full, 5, &body, false)), "larger than --log-payload-max-bytes");
+        assert_eq!(cut(kept(PayloadMode::Full, 100, &body, true)), "binary tensors");
+        let not_json = Bytes::from_static(b"{\"inputs\": ");
+        assert_eq!(cut(kept(PayloadMode::Full, 100, &not_json, false)), "not JSON");
+        let nul = Bytes::from_static(br#"{"id":"a\u0000b","inputs":[]}"#);
+        assert_eq!(
+            parsed(kept(PayloadMode::Full, 100, &nul, false), "request"),
+            json!({
+                "sha256": format!("{:x}", Sha256::digest(&nul)), "bytes": 29, "cut": "holds a NUL escape"
+            })
+        );
+    }
+
+    fn output(shape: Vec<usize>, data: TensorData) -> OutputToSend {
+        OutputToSend { tensor: Tensor { name: "o".into(), shape, data }, binary: false }
+    }
+
+    #[test]
+    fn a_classifier_is_summarised_by_its_argmax_and_score() {
+        let probabilities = output(vec![1, 4], TensorData::Fp32(vec![0.1, 0.6, 0.2, 0.1]));
+        let label = output(vec![1], TensorData::Int64(vec![1]));
+        assert_eq!(classify(&[label, probabilities]), Some((1, 0.6)));
+        let with_nan = output(vec![1, 3], TensorData::Fp32(vec![f32::NAN, 0.2, 0.7]));
+        assert_eq!(classify(&[with_nan]), Some((2, 0.7)));
+        let tie = output(vec![1, 3], TensorData::Fp32(vec![0.5, 0.5, 0.0]));
+        assert_eq!(classify(&[tie]), Some((0, 0.5)), "the first of equal scores");
+    }
+
+    #[test]
+    fn anything_but_one_row_of_one_2d_fp32_output_has_no_summary() {
+        let rows = output(vec![2, 2], TensorData::Fp32(vec![0.1, 0.9, 0.8, 0.2]));
+        assert_eq!(classify(&[rows]), None, "two rows");
+        let flat = output(vec![3], TensorData::Fp32(vec![0.1, 0.9, 0.8]));
+        assert_eq!(classify(&[flat]), None, "1-D");
+        let a = output(vec![1, 2], TensorData::Fp32(vec![0.1, 0.9]));
+        let b = output(vec![1, 2], TensorData::Fp32(vec![0.8, 0.2]));
+        assert_eq!(classify(&[a, b]), None, "two candidates");
+        let ints = output(vec![1, 2], TensorData::Int64(vec![1, 2]));
+        assert_eq!(classify(&[ints]), None, "not FP32");
+        let nans = output(vec![1, 2], TensorData::Fp32(vec![f32::NAN, f32::NAN]));
+        assert_eq!(classify(&[nans]), None, "no score to pick");
     }
 
     #[test]

@@ -157,7 +157,7 @@ mod tests {
         let o = Overrides { max_queue_delay: Some("soon".into()), ..Default::default() };
         assert_eq!(
             defaults().with(&o).unwrap_err(),
-            "max_queue_delay: \"soon\" is not a duration; use a number with us, ms, s or m, e.g. 5ms"
+            "max_queue_delay: \"soon\" is not a duration; use a number with us, ms, s, m, h or d, e.g. 5ms"
         );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kubeinfer_server::config::{DatabaseArgs, PayloadMode};
+use kubeinfer_server::config::{DatabaseArgs, MigrateMode, PayloadMode};
 use kubeinfer_server::db::PredictionLog;
 use kubeinfer_tests::postgres::{Postgres, TEST_SETTINGS};
 use sqlx::PgPool;
@@ -28,22 +28,28 @@ pub fn fresh_database() -> String {
 pub fn args(url: &str) -> DatabaseArgs {
     DatabaseArgs {
         database_url: Some(url.to_string()),
-        db_max_connections: 4,
-        prediction_log_buffer: 10_000,
+        db_writer_connections: 2,
+        db_api_connections: 4,
+        db_statement_timeout: Duration::from_secs(5),
+        db_acquire_timeout: Duration::from_secs(2),
+        prediction_log_buffer_bytes: 16 << 20,
         prediction_log_batch: 500,
         prediction_log_flush_interval: Duration::from_millis(20),
         prediction_log_shutdown_grace: Duration::from_secs(2),
+        prediction_log_retention: Duration::from_secs(30 * 86400),
+        migrate: MigrateMode::Auto,
         log_payloads: PayloadMode::Digest,
         log_payload_max_bytes: 16 * 1024,
         stats_cache_ttl: Duration::from_secs(300),
     }
 }
 
-/// The app over `models` with the prediction log on `args`, migrations applied before it returns.
+/// The app over `models` with the prediction log on `args`, migrations applied and today's partitions
+/// made before it returns.
 pub async fn start_with_log(models: &[&str], args: DatabaseArgs) -> (TestApp, Arc<PredictionLog>, PgPool) {
     let url = args.database_url.clone().expect("a database URL");
     let pool = PgPool::connect(&url).await.expect("connect");
-    kubeinfer_server::db::migrate(&pool).await.expect("migrate");
+    kubeinfer_server::db::setup(&pool).await.expect("migrate");
     let app = super::start_full(models, super::defaults(), 32 * 1024 * 1024, Some(&args));
     let log = app.state.predictions.clone().expect("the log is on");
     (app, log, pool)
@@ -74,4 +80,24 @@ pub async fn wait_for_metric(app: &TestApp, name: &str, want: f64) -> f64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     value
+}
+
+/// Partitions for today and the `n` days before it, for seeds that reach back that far.
+pub async fn partitions_back(pool: &PgPool, n: u64) {
+    let today = chrono::Utc::now().date_naive();
+    let days: Vec<_> = (0..=n).filter_map(|i| today.checked_sub_days(chrono::Days::new(i))).collect();
+    kubeinfer_server::db::partitions::ensure_days(pool, &days).await.expect("partitions");
+}
+
+/// The partitioned parent index each partition's index belongs to, by the partition index's name.
+pub async fn parent_indexes(pool: &PgPool) -> std::collections::HashMap<String, String> {
+    sqlx::query_as::<_, (String, String)>(
+        "SELECT c.relname::text, p.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("the catalog")
+    .into_iter()
+    .collect()
 }

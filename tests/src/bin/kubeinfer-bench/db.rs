@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::Args as ClapArgs;
-use kubeinfer_server::config::{DatabaseArgs, PayloadMode};
+use kubeinfer_server::config::{DatabaseArgs, MigrateMode, PayloadMode};
 use kubeinfer_server::db::queries::Prediction;
 use kubeinfer_server::db::queries::{self, Cursor, ListFilter};
-use kubeinfer_server::db::{PredictionLog, PredictionRow};
+use kubeinfer_server::db::{PredictionLog, PredictionRow, partitions};
 use kubeinfer_server::metrics::Metrics;
 use kubeinfer_tests::postgres::{Postgres, seed_predictions};
 use sqlx::PgPool;
@@ -35,14 +35,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         let pool = PgPool::connect(&url).await?;
-        kubeinfer_server::db::migrate(&pool).await?;
+        kubeinfer_server::db::setup(&pool).await?;
         println!("## Prediction log (PostgreSQL 15, fsync on, this machine)\n");
-        writer(&url, args.rows).await?;
+        println!("| writer | rows | time | rows/s | inserts | dropped |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        writer(&url, args.rows, None).await?;
+        writer(&url, args.rows / 3, Some(heavy_mlp_payloads())).await?;
+        println!();
         queries(&pool, &args).await
     })
 }
 
-fn row(i: usize, now: chrono::DateTime<Utc>) -> PredictionRow {
+/// What `--log-payloads full` keeps of one heavy_mlp inference: the JSON request (512 floats) and the
+/// JSON response (10 logits), as the server would write them.
+fn heavy_mlp_payloads() -> (String, String) {
+    let floats =
+        |n: usize| (0..n).map(|i| format!("{:.6}", (i as f32 * 0.37).sin())).collect::<Vec<_>>().join(",");
+    let request = format!(
+        r#"{{"request":{{"inputs":[{{"name":"input","shape":[1,512],"datatype":"FP32","data":[{}]}}]}}}}"#,
+        floats(512)
+    );
+    let response = format!(
+        r#"{{"model_name":"heavy_mlp","model_version":"1","outputs":[{{"name":"logits","datatype":"FP32","shape":[1,10],"data":[{}]}}]}}"#,
+        floats(10)
+    );
+    (request, response)
+}
+
+fn row(i: usize, now: chrono::DateTime<Utc>, payloads: Option<&(String, String)>) -> PredictionRow {
     PredictionRow {
         prediction: Prediction {
             id: Uuid::now_v7(),
@@ -57,21 +77,29 @@ fn row(i: usize, now: chrono::DateTime<Utc>) -> PredictionRow {
             batch_size: 1 + (i % 8) as i32,
             outcome: if i.is_multiple_of(50) { "error" } else { "success" }.to_string(),
             error: None,
+            predicted_class: payloads.map(|_| (i % 10) as i32),
+            predicted_score: payloads.map(|_| 0.5),
         },
-        payload: None,
+        payload: payloads.map(|(request, _)| request.clone()),
+        response: payloads.map(|(_, response)| response.clone()),
     }
 }
 
 /// Pushes `rows` through `record()` as fast as this thread can, then waits for them to be written.
-async fn writer(url: &str, rows: usize) -> anyhow::Result<()> {
+async fn writer(url: &str, rows: usize, payloads: Option<(String, String)>) -> anyhow::Result<()> {
     let metrics = Metrics::new("bench");
     let args = DatabaseArgs {
         database_url: Some(url.to_string()),
-        db_max_connections: 4,
-        prediction_log_buffer: rows,
+        db_writer_connections: 2,
+        db_api_connections: 2,
+        db_statement_timeout: Duration::from_secs(30),
+        db_acquire_timeout: Duration::from_secs(5),
+        prediction_log_buffer_bytes: rows * 16 * 1024,
         prediction_log_batch: 2000,
         prediction_log_flush_interval: Duration::from_millis(200),
         prediction_log_shutdown_grace: Duration::from_secs(30),
+        prediction_log_retention: Duration::ZERO,
+        migrate: MigrateMode::Auto,
         log_payloads: PayloadMode::Off,
         log_payload_max_bytes: 0,
         stats_cache_ttl: Duration::from_secs(300),
@@ -81,7 +109,7 @@ async fn writer(url: &str, rows: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let now = Utc::now();
     for i in 0..rows {
-        log.record(row(i, now));
+        log.record(row(i, now, payloads.as_ref()));
     }
     let queued = started.elapsed();
     log.shutdown().await;
@@ -92,16 +120,22 @@ async fn writer(url: &str, rows: usize) -> anyhow::Result<()> {
     };
     let written = value("kubeinfer_prediction_log_rows_written_total");
     let flushes = value("kubeinfer_prediction_log_flush_rows_count");
-    println!("| writer | rows | time | rows/s | inserts | dropped |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let what = match payloads {
+        None => "UNNEST batches of 2000, no payloads".to_string(),
+        Some((request, response)) => format!(
+            "the same, `full` heavy_mlp rows ({} B request, {} B response, predicted class)",
+            request.len(),
+            response.len()
+        ),
+    };
     println!(
-        "| UNNEST batches of 2000 | {written} | {:.2} s | {:.0} | {flushes} | {} |",
+        "| {what} | {written} | {:.2} s | {:.0} | {flushes} | {} |",
         elapsed.as_secs_f64(),
         written / elapsed.as_secs_f64(),
-        value("kubeinfer_prediction_log_dropped_total")
+        value("kubeinfer_prediction_log_dropped_total{reason=\"buffer_full\"}")
     );
-    println!(
-        "\n(the request path queued the {rows} rows in {:.1} ms: {:.2} µs a row)\n",
+    eprintln!(
+        "(the request path queued the {rows} rows in {:.1} ms: {:.2} µs a row)",
         queued.as_secs_f64() * 1e3,
         queued.as_secs_f64() * 1e6 / rows as f64
     );
@@ -129,9 +163,13 @@ where
 }
 
 async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
-    sqlx::query("TRUNCATE predictions CASCADE").execute(pool).await?;
-    // A month of traffic for 8 models, newest first: about 0.4 rows a second per model.
-    seed_predictions(pool, args.table_rows, 2.6).await?;
+    sqlx::query("TRUNCATE predictions, feedback").execute(pool).await?;
+    // A month of traffic for 8 models, newest first, spread over 31 day partitions.
+    let seconds_apart = 30.0 * 86400.0 / args.table_rows as f64;
+    let today = Utc::now().date_naive();
+    let days: Vec<_> = (0..=31).filter_map(|n| today.checked_sub_days(chrono::Days::new(n))).collect();
+    partitions::ensure_days(pool, &days).await?;
+    seed_predictions(pool, args.table_rows, seconds_apart).await?;
     sqlx::query("VACUUM ANALYZE predictions").execute(pool).await?;
     let page = |model: usize, after: Option<Cursor>| ListFilter {
         model: Some(format!("m{}", model % 8)),
@@ -181,6 +219,24 @@ async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
         ("stats, every model, 1 h window (~1.4k rows)", all_1h),
     ];
     print_queries(args, &rows);
+    retention(pool, args.table_rows).await
+}
+
+/// Drops the oldest day of the seeded month (29 days kept), as the server's maintenance does.
+async fn retention(pool: &PgPool, table_rows: i64) -> anyhow::Result<()> {
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM predictions").fetch_one(pool).await?;
+    let started = Instant::now();
+    let done = partitions::maintain(pool, Duration::from_secs(29 * 86400), Utc::now()).await?;
+    let took = started.elapsed();
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM predictions").fetch_one(pool).await?;
+    println!("| retention on {table_rows} rows | partitions dropped | rows dropped | time |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| days older than 29 d | {} | {} | {:.3} s |\n",
+        done.dropped,
+        before - after,
+        took.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -1,0 +1,10 @@
+-- The model's answer in the log. `response`: with --log-payloads digest the response body's digest, with
+-- full its JSON (capped like the request payload, and marked when cut). `predicted_class` and
+-- `predicted_score`: for a classifier (one 2-D FP32 output, one row) the argmax and its value, which
+-- GET /api/models/{m}/stats compares with feedback labels; NULL otherwise.
+-- Nullable columns without a default: adding them changes only the catalog, however large the table, and
+-- a binary that does not know them keeps inserting without them.
+ALTER TABLE predictions
+    ADD COLUMN response        JSONB,
+    ADD COLUMN predicted_class INTEGER,
+    ADD COLUMN predicted_score REAL;
