@@ -239,6 +239,29 @@ pub struct Database {
     #[serde(default = "default_database_key")]
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
+
+    /// A Secret holding the CA bundle (PEM) that signed the database server's certificate. When set, the
+    /// server connects over TLS and verifies the certificate and its host name (sslmode=verify-full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<CaSecret>,
+}
+
+/// A CA bundle in a Secret of the ModelDeployment's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecret {
+    /// Name of the Secret.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+
+    /// Key of the PEM bundle in the Secret.
+    #[serde(default = "default_ca_key")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".into()
 }
 
 /// Who may call the server pods.

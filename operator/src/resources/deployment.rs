@@ -215,6 +215,29 @@ mod tests {
     }
 
     #[test]
+    fn a_database_ca_is_mounted_and_the_server_verifies_the_database_against_it() {
+        let d = deploy(json!({"model": {"uri": "s3://b/m.onnx"},
+            "database": {"secretName": "db", "caSecret": {"name": "db-tls"}}}));
+        let volume = pod(&d).volumes.as_ref().unwrap().iter().find(|v| v.name == "db-ca").unwrap();
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("db-tls"));
+        assert_eq!(
+            secret.items,
+            Some(vec![KeyToPath { key: "ca.crt".into(), path: "ca.crt".into(), ..Default::default() }])
+        );
+        let mount = server(&d).volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "db-ca").unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/kubeinfer/db-ca", Some(true)));
+        let env = server(&d).env.as_ref().unwrap();
+        let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+        assert_eq!(value("PGSSLMODE").as_deref(), Some("verify-full"));
+        assert_eq!(value("PGSSLROOTCERT").as_deref(), Some("/etc/kubeinfer/db-ca/ca.crt"));
+
+        let plain = deploy(json!({"model": {"uri": "s3://b/m.onnx"}, "database": {"secretName": "db"}}));
+        assert!(server(&plain).env.as_ref().unwrap().iter().all(|e| e.name != "PGSSLMODE"));
+        assert!(pod(&plain).volumes.as_ref().unwrap().iter().all(|v| v.name != "db-ca"));
+    }
+
+    #[test]
     fn the_api_keys_secret_is_mounted_as_a_directory_and_named_to_the_server() {
         let d =
             deploy(json!({"model": {"uri": "s3://b/m.onnx"}, "auth": {"apiKeysSecret": {"name": "keys"}}}));

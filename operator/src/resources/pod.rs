@@ -29,6 +29,9 @@ const PVC_DIR: &str = "/mnt/model";
 /// rotated Secret reach the server.
 const AUTH_DIR: &str = "/etc/kubeinfer/auth";
 const API_KEYS_FILE: &str = "api-keys";
+/// Where the database's CA bundle is mounted; libpq's variables point the server at it.
+const DB_CA_DIR: &str = "/etc/kubeinfer/db-ca";
+const DB_CA_FILE: &str = "ca.crt";
 const UID: i64 = 65532;
 
 /// Where the server reads the model file inside the pod.
@@ -129,6 +132,13 @@ fn env(b: &Build) -> Vec<EnvVar> {
             ..Default::default()
         });
     }
+    if b.md.spec.database.as_ref().is_some_and(|db| db.ca_secret.is_some()) {
+        for (name, value) in
+            [("PGSSLMODE", "verify-full".to_string()), ("PGSSLROOTCERT", format!("{DB_CA_DIR}/{DB_CA_FILE}"))]
+        {
+            env.push(EnvVar { name: name.into(), value: Some(value), ..Default::default() });
+        }
+    }
     if b.md.spec.auth.is_some() {
         env.push(EnvVar {
             name: "KUBEINFER_API_KEYS_FILE".into(),
@@ -175,6 +185,9 @@ pub fn server_container(b: &Build) -> Container {
     if b.md.spec.auth.is_some() {
         mounts.push(mount("api-keys", AUTH_DIR, true));
     }
+    if b.md.spec.database.as_ref().is_some_and(|db| db.ca_secret.is_some()) {
+        mounts.push(mount("db-ca", DB_CA_DIR, true));
+    }
     Container {
         name: SERVER_CONTAINER.into(),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -203,6 +216,19 @@ pub fn server_container(b: &Build) -> Container {
     }
 }
 
+/// A volume with one key of a Secret, as `file`.
+fn secret_volume(name: &str, secret: &str, key: &str, file: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            items: Some(vec![KeyToPath { key: key.into(), path: file.into(), ..Default::default() }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub fn volumes(b: &Build) -> Vec<Volume> {
     let empty = |name: &str| Volume {
         name: name.into(),
@@ -224,19 +250,10 @@ pub fn volumes(b: &Build) -> Vec<Volume> {
     }
     if let Some(auth) = &b.md.spec.auth {
         let secret = &auth.api_keys_secret;
-        volumes.push(Volume {
-            name: "api-keys".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: secret.key.clone(),
-                    path: API_KEYS_FILE.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        volumes.push(secret_volume("api-keys", &secret.name, &secret.key, API_KEYS_FILE));
+    }
+    if let Some(ca) = b.md.spec.database.as_ref().and_then(|db| db.ca_secret.as_ref()) {
+        volumes.push(secret_volume("db-ca", &ca.name, &ca.key, DB_CA_FILE));
     }
     if b.edge_enabled() {
         volumes.push(Volume {
