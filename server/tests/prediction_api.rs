@@ -14,20 +14,45 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// `n` predictions of model `m`, ten per timestamp (ties on created_at), newest first by (created_at, id).
-async fn seed_ties(pool: &PgPool, model: &str, n: i64) -> Vec<Uuid> {
-    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-    kubeinfer_server::db::partitions::ensure_days(pool, &[day]).await.unwrap();
+/// `n` predictions of model `m` from `days_ago` days back, ten per timestamp (ties on created_at), newest
+/// first by (created_at, id).
+async fn seed_ties_at(pool: &PgPool, model: &str, n: i64, days_ago: i32) -> Vec<Uuid> {
+    common::db::partitions_back(pool, days_ago as u64 + 1).await;
     sqlx::query_scalar(
         "INSERT INTO predictions (id, model, model_version, created_at, queue_us, compute_us, total_us, batch_size, outcome) \
-         SELECT gen_random_uuid(), $1, 1, timestamptz '2026-11-01 00:00:00+00' + make_interval(secs => g / 10), 1, 2, 3, 1, 'success' \
+         SELECT gen_random_uuid(), $1, 1, date_trunc('second', now() - make_interval(days => $3, hours => 1)) \
+                + make_interval(secs => g / 10), 1, 2, 3, 1, 'success' \
          FROM generate_series(0, $2 - 1) AS g RETURNING id",
     )
     .bind(model)
     .bind(n)
+    .bind(days_ago)
     .fetch_all(pool)
     .await
     .unwrap()
+}
+
+async fn seed_ties(pool: &PgPool, model: &str, n: i64) -> Vec<Uuid> {
+    seed_ties_at(pool, model, n, 0).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_whose_rows_are_weeks_old_is_listed_past_the_recent_windows() {
+    let (app, _log, pool) = start_with_log(&["affine"], args(&fresh_database())).await;
+    seed_ties(&pool, "affine", 3).await;
+    let old: HashSet<Uuid> = seed_ties_at(&pool, "quiet", 25, 20).await.into_iter().collect();
+    let page = app.get("/api/predictions?model=quiet&limit=10").await.json();
+    let ids: Vec<Uuid> = page["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 10);
+    assert!(ids.iter().all(|id| old.contains(id)));
+    assert!(page["next_cursor"].is_string());
+    let everything = app.get("/api/predictions?limit=100").await.json();
+    assert_eq!(everything["predictions"].as_array().unwrap().len(), 28, "3 recent rows and 25 old ones");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +314,7 @@ async fn on_a_large_table_every_api_query_uses_its_index_and_none_scans_predicti
             "next page by model",
             list_sql(
                 &page(ListFilter { model: Some("m3".into()), after: cursor, ..Default::default() }),
-                &["'m3'", "now() - interval '2 hours'", &quoted_id, limit],
+                &["'m3'", "now() - interval '2 hours'", "now() - interval '2 hours'", &quoted_id, limit],
             ),
             "predictions_model_created_idx",
         ),
@@ -318,10 +343,14 @@ async fn on_a_large_table_every_api_query_uses_its_index_and_none_scans_predicti
         ),
         (
             "model stats",
-            queries::MODEL_STATS.replace("$1", "'m3'").replace("$2", "3600"),
+            queries::MODEL_STATS.replace("$1", "'m3'").replace("$2", "now() - interval '1 hour'"),
             "predictions_model_created_idx",
         ),
-        ("all models' stats", queries::ALL_MODELS_STATS.replace("$1", "3600"), "predictions_created_idx"),
+        (
+            "all models' stats",
+            queries::ALL_MODELS_STATS.replace("$1", "now() - interval '1 hour'"),
+            "predictions_created_idx",
+        ),
     ];
     // Plans name each partition's own index; the catalog says which parent index it is a copy of.
     let parents = common::db::parent_indexes(&pool).await;

@@ -208,7 +208,17 @@ async fn the_migrate_subcommand_applies_migrations_and_exits_zero() {
     let today = format!("predictions_{}", chrono::Utc::now().format("%Y%m%d"));
     let partition: Option<String> =
         sqlx::query_scalar("SELECT to_regclass($1)::text").bind(&today).fetch_one(&pool).await.unwrap();
-    assert_eq!(partition, Some(today), "migrate makes today's partition");
+    assert_eq!(partition.as_deref(), Some(today.as_str()), "migrate makes today's partition");
+    // lz4 ('l'), set on the parent by 0008 and copied to each day's partition.
+    let compression: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, attcompression::text FROM pg_attribute \
+         WHERE attrelid = $1::regclass AND attname IN ('payload', 'response') ORDER BY 1",
+    )
+    .bind(&today)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(compression, [("payload".into(), "l".into()), ("response".into(), "l".into())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,34 +8,42 @@ use prometheus::IntGauge;
 
 pub struct ByteBudget {
     used: AtomicUsize,
+    /// Rows held, so that those still held when the writer is given up on are counted as dropped.
+    rows: AtomicUsize,
     limit: usize,
     gauge: IntGauge,
 }
 
 impl ByteBudget {
     pub fn new(limit: usize, gauge: IntGauge) -> ByteBudget {
-        ByteBudget { used: AtomicUsize::new(0), limit, gauge }
+        ByteBudget { used: AtomicUsize::new(0), rows: AtomicUsize::new(0), limit, gauge }
     }
 
-    /// Takes `bytes` from the budget; false (and nothing taken) when they do not fit.
+    /// Takes `bytes` for one row from the budget; false (and nothing taken) when they do not fit.
     pub fn reserve(&self, bytes: usize) -> bool {
         let taken = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
             used.checked_add(bytes).filter(|&total| total <= self.limit)
         });
         if let Ok(before) = taken {
+            self.rows.fetch_add(1, Ordering::AcqRel);
             self.gauge.set(i64::try_from(before + bytes).unwrap_or(i64::MAX));
         }
         taken.is_ok()
     }
 
-    /// Gives back what `reserve` took, once the rows are written or dropped.
-    pub fn release(&self, bytes: usize) {
+    /// Gives back what `reserve` took for `rows` rows, once they are written or dropped.
+    pub fn release(&self, bytes: usize, rows: usize) {
+        self.rows.fetch_sub(rows, Ordering::AcqRel);
         let before = self.used.fetch_sub(bytes, Ordering::AcqRel);
         self.gauge.set(i64::try_from(before.saturating_sub(bytes)).unwrap_or(0));
     }
 
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows.load(Ordering::Acquire)
     }
 }
 
@@ -53,15 +61,18 @@ mod tests {
         assert!(b.reserve(600));
         assert!(!b.reserve(500), "600 + 500 is over 1000");
         assert!(b.reserve(400));
-        assert_eq!(b.used(), 1000);
+        assert_eq!((b.used(), b.rows()), (1000, 2));
         assert_eq!(b.gauge.get(), 1000);
     }
 
     #[test]
     fn released_bytes_make_room_again() {
         let b = budget(1000);
-        assert!(b.reserve(1000));
-        b.release(700);
+        assert!(b.reserve(600));
+        assert!(b.reserve(400));
+        b.release(600, 1);
+        assert_eq!((b.used(), b.rows()), (400, 1));
+        b.release(100, 0);
         assert_eq!(b.used(), 300);
         assert!(b.reserve(700));
         assert!(!b.reserve(1));

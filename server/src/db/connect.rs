@@ -31,6 +31,9 @@ pub fn connect_options(
             ("statement_timeout", ms.to_string()),
             // Twice the statement limit: a transaction is allowed its statements, not a forgotten session.
             ("idle_in_transaction_session_timeout", (2 * ms).to_string()),
+            // Plans for the values at hand: a generic plan of a query on the day partitions locks and
+            // opens every partition, where a custom one keeps only the days its values name.
+            ("plan_cache_mode", "force_custom_plan".to_string()),
         ]))
 }
 
@@ -65,7 +68,10 @@ mod tests {
                 .unwrap();
         assert_eq!(
             options.get_options(),
-            Some("-c statement_timeout=2500 -c idle_in_transaction_session_timeout=5000")
+            Some(
+                "-c statement_timeout=2500 -c idle_in_transaction_session_timeout=5000 \
+                 -c plan_cache_mode=force_custom_plan"
+            )
         );
         assert_eq!(options.get_application_name(), Some("kubeinfer-api"));
     }

@@ -126,8 +126,9 @@ pub async fn schema_ready(pool: &PgPool) -> Result<bool, sqlx::Error> {
     Ok(migrator().iter().all(|m| applied.contains(&m.version)))
 }
 
-/// `kubeinfer-server migrate`: connects (failing fast if the database is unreachable), migrates, and
-/// runs the partition maintenance once (partitions ahead, expired ones dropped).
+/// `kubeinfer-server migrate`: connects (failing fast if the database is unreachable), migrates, runs
+/// the partition maintenance once (partitions ahead, expired ones dropped) and moves an unpartitioned
+/// log from before 0007 into the partitions, which `serve --migrate=off` leaves to it.
 pub async fn migrate_url(url: &str, retention: Duration) -> Result<(), Error> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -136,6 +137,9 @@ pub async fn migrate_url(url: &str, retention: Duration) -> Result<(), Error> {
         .await?;
     migrate(&pool).await.map_err(|e| Error::Database(format!("migration failed: {e}")))?;
     let done = super::partitions::maintain(&pool, retention, chrono::Utc::now()).await?;
+    if let Some(moved) = super::backfill::run(&pool, retention, chrono::Utc::now()).await? {
+        tracing::info!(moved, "the unpartitioned prediction log was moved into partitions");
+    }
     tracing::info!(
         applied = migrator().iter().count(),
         created = done.created,

@@ -135,7 +135,7 @@ impl PredictionLog {
         }
         let sender = self.sender.read().unwrap_or_else(|p| p.into_inner());
         if sender.as_ref().is_none_or(|s| s.send(row).is_err()) {
-            self.budget.release(bytes);
+            self.budget.release(bytes, 1);
             self.metrics.dropped(Drop::Shutdown).inc();
         }
     }
@@ -172,8 +172,11 @@ impl PredictionLog {
         if let Some(mut handle) = handle {
             let limit = self.shutdown_grace + Duration::from_secs(2);
             if tokio::time::timeout(limit, &mut handle).await.is_err() {
-                tracing::error!("the prediction log writer did not stop in time");
                 handle.abort();
+                // The rows it still held, queued or in the batch it was writing, are lost: count them.
+                let left = self.budget.rows();
+                tracing::error!(rows = left, "the prediction log writer did not stop in time");
+                self.metrics.dropped(Drop::Shutdown).inc_by(left as u64);
             }
         }
         let [(_, buffer_full), (_, refused), (_, shutdown)] = self.metrics.drops();

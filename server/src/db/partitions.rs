@@ -154,7 +154,9 @@ async fn create(conn: &mut PgConnection, table: &str, day: NaiveDate) -> Result<
     let (from, to) = (start_of(day).to_rfc3339(), start_of(next(day)).to_rfc3339());
     // Names and bounds come from TABLES and a date, never from input: safe to format into the SQL.
     for sql in [
-        format!("CREATE TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMPRESSION)"
+        ),
         format!("ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{from}') TO ('{to}')"),
     ] {
         sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;

@@ -140,6 +140,8 @@ pub fn list_query(f: &ListFilter) -> QueryBuilder<Postgres> {
         q.push(" AND created_at < ").push_bind(until);
     }
     if let Some(c) = f.after {
+        // The plain bound beside the row comparison lets the planner skip the newer days' partitions.
+        q.push(" AND created_at <= ").push_bind(c.created_at);
         q.push(" AND (created_at, id) < (").push_bind(c.created_at).push(", ").push_bind(c.id).push(")");
     }
     // One row more than asked for says whether there is a next page.
@@ -147,15 +149,36 @@ pub fn list_query(f: &ListFilter) -> QueryBuilder<Postgres> {
     q
 }
 
+/// How many days back a listing looks first, then next, before it looks at everything: a page usually
+/// fills from the newest day, and a query bounded in time plans and reads only the partitions it names
+/// (an unbounded one opens every day's indexes, which costs more than the rows at 30 partitions).
+const LIST_WINDOWS_DAYS: [i64; 2] = [1, 7];
+
 /// A page and the cursor of the next one.
 pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<(Vec<Prediction>, Option<Cursor>), sqlx::Error> {
-    let mut rows: Vec<Prediction> = list_query(f).build_query_as().fetch_all(pool).await?;
+    let newest = f.after.map(|c| c.created_at).or(f.until).unwrap_or_else(Utc::now);
     let limit = usize::try_from(f.limit).unwrap_or(0);
+    for days in LIST_WINDOWS_DAYS {
+        let floor = newest - chrono::Duration::days(days);
+        if f.since.is_some_and(|since| since >= floor) {
+            break;
+        }
+        let recent = ListFilter { since: Some(floor), ..f.clone() };
+        let rows: Vec<Prediction> = list_query(&recent).build_query_as().fetch_all(pool).await?;
+        // More than a page within the window: the same page as without it, and the rest is older.
+        if rows.len() > limit {
+            return Ok(page(rows, limit));
+        }
+    }
+    Ok(page(list_query(f).build_query_as().fetch_all(pool).await?, limit))
+}
+
+fn page(mut rows: Vec<Prediction>, limit: usize) -> (Vec<Prediction>, Option<Cursor>) {
     let next = (rows.len() > limit).then(|| {
         rows.truncate(limit);
         rows.last().map(|r| Cursor { created_at: r.created_at, id: r.id })
     });
-    Ok((rows, next.flatten()))
+    (rows, next.flatten())
 }
 
 pub const FEEDBACK_FOR: &str = "SELECT id, prediction_id, label, score, comment, created_at FROM feedback \
@@ -248,14 +271,18 @@ macro_rules! aggregates {
     };
 }
 
-pub const MODEL_STATS: &str = concat!(
-    "SELECT ",
-    aggregates!(),
-    " FROM predictions WHERE model = $1 AND created_at >= now() - make_interval(secs => $2)"
-);
+pub const MODEL_STATS: &str =
+    concat!("SELECT ", aggregates!(), " FROM predictions WHERE model = $1 AND created_at >= $2");
+
+/// The start of a window ending now, as a value rather than `now() - interval`: the planner prunes day
+/// partitions on a value, while a stable expression is pruned only at execution, after every partition
+/// was opened.
+fn window_start(window_seconds: f64) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::milliseconds((window_seconds * 1000.0) as i64)
+}
 
 pub async fn model_stats(pool: &PgPool, model: &str, window_seconds: f64) -> Result<Stats, sqlx::Error> {
-    sqlx::query_as(MODEL_STATS).bind(model).bind(window_seconds).fetch_one(pool).await
+    sqlx::query_as(MODEL_STATS).bind(model).bind(window_start(window_seconds)).fetch_one(pool).await
 }
 
 /// Over a window: predictions with a classifier summary and a feedback label (the latest one, when a
@@ -271,13 +298,13 @@ pub struct Agreement {
 pub const AGREEMENT: &str = "SELECT count(*)::int8 AS labelled, \
      count(*) FILTER (WHERE l.label = p.predicted_class::text)::int8 AS agreeing \
      FROM (SELECT DISTINCT ON (prediction_id) prediction_id, prediction_created_at, label FROM feedback \
-           WHERE prediction_created_at >= now() - make_interval(secs => $2) AND label IS NOT NULL \
+           WHERE prediction_created_at >= $2 AND label IS NOT NULL \
            ORDER BY prediction_id, created_at DESC, id DESC) l \
      JOIN predictions p ON p.id = l.prediction_id AND p.created_at = l.prediction_created_at \
      WHERE p.model = $1 AND p.predicted_class IS NOT NULL";
 
 pub async fn agreement(pool: &PgPool, model: &str, window_seconds: f64) -> Result<Agreement, sqlx::Error> {
-    sqlx::query_as(AGREEMENT).bind(model).bind(window_seconds).fetch_one(pool).await
+    sqlx::query_as(AGREEMENT).bind(model).bind(window_start(window_seconds)).fetch_one(pool).await
 }
 
 /// A model's stats and label agreement over one window, cached together.
@@ -298,12 +325,12 @@ pub struct ModelStats {
 pub const ALL_MODELS_STATS: &str = concat!(
     "SELECT model, ",
     aggregates!(),
-    " FROM predictions WHERE created_at >= now() - make_interval(secs => $1) GROUP BY model ORDER BY model"
+    " FROM predictions WHERE created_at >= $1 GROUP BY model ORDER BY model"
 );
 
 /// Every model's stats in one query.
 pub async fn all_models_stats(pool: &PgPool, window_seconds: f64) -> Result<Vec<ModelStats>, sqlx::Error> {
-    sqlx::query_as(ALL_MODELS_STATS).bind(window_seconds).fetch_all(pool).await
+    sqlx::query_as(ALL_MODELS_STATS).bind(window_start(window_seconds)).fetch_all(pool).await
 }
 
 #[cfg(test)]
@@ -367,11 +394,8 @@ mod tests {
     fn a_cursor_becomes_a_row_comparison_on_the_sort_key() {
         let c = Cursor { created_at: Utc::now(), id: Uuid::nil() };
         let f = ListFilter { after: Some(c), limit: 10, ..Default::default() };
-        assert!(
-            list_query(&f)
-                .sql()
-                .as_str()
-                .ends_with("AND (created_at, id) < ($1, $2) ORDER BY created_at DESC, id DESC LIMIT $3")
-        );
+        assert!(list_query(&f).sql().as_str().ends_with(
+            "AND created_at <= $1 AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"
+        ));
     }
 }

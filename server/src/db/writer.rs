@@ -83,7 +83,7 @@ impl Writer {
                 }
             }
             self.flush(&batch, &rx, &mut closing).await;
-            self.budget.release(batch.iter().map(PredictionRow::bytes).sum());
+            self.budget.release(batch.iter().map(PredictionRow::bytes).sum(), batch.len());
             batch.clear();
         }
         tracing::info!("prediction log writer stopped");
