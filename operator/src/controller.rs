@@ -10,6 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -129,7 +130,8 @@ pub async fn run(
         Controller::new(api::<ModelDeployment>(&client, &namespace), watcher::Config::default())
             .owns(api::<Deployment>(&client, &namespace), children.clone())
             .owns(api::<Service>(&client, &namespace), children.clone())
-            .owns(api::<ConfigMap>(&client, &namespace), children.clone());
+            .owns(api::<ConfigMap>(&client, &namespace), children.clone())
+            .owns(api::<NetworkPolicy>(&client, &namespace), children.clone());
     if caps.autoscaling_v2 {
         controller = controller.owns(api::<HorizontalPodAutoscaler>(&client, &namespace), children.clone());
     }

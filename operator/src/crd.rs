@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use crate::crd_access::{ApiKeysSecret, Auth, CaSecret, CredentialsSecret, Database, NetworkPolicySpec};
 
 /// A model served by kubeinfer-server pods: where the ONNX file comes from, how many replicas, which
 /// hardware, and how requests are batched.
@@ -96,6 +99,11 @@ pub struct ModelDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
 
+    /// The NetworkPolicy in front of the server pods, made unless `enabled: false`: the API port (the
+    /// edge's when the edge is on) open to `from`, the metrics port to `metricsFrom`, nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
+
     /// Prometheus scraping of the server pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Monitoring>,
@@ -144,6 +152,19 @@ pub struct ModelSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
+
+    /// Largest model file the download accepts (a Kubernetes quantity such as 20Gi, the default): the
+    /// download volume's size limit, and the pull fails beyond it instead of filling the node's disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Quantity>,
+
+    /// A Secret whose keys become environment variables of the init container that fetches the model,
+    /// and of nothing else: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN,
+    /// AWS_REGION, AWS_ENDPOINT) for s3://, GOOGLE_SERVICE_ACCOUNT_KEY for gs://, and
+    /// KUBEINFER_PULL_AUTHORIZATION (a whole Authorization header, e.g. "Bearer ...") for https://. No
+    /// credential then sits in the URI, the pod's arguments or an Event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<CredentialsSecret>,
 
     /// Version number the model is served as (/v2/models/{name}/versions/{version}).
     #[serde(default = "one")]
@@ -227,71 +248,6 @@ pub struct Batching {
     pub intra_op_threads: Option<i32>,
 }
 
-/// The prediction log database.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Database {
-    /// Secret in the same namespace holding the Postgres URL.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
-    pub secret_name: String,
-
-    /// Key of the URL in the Secret.
-    #[serde(default = "default_database_key")]
-    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
-    pub key: String,
-
-    /// A Secret holding the CA bundle (PEM) that signed the database server's certificate. When set, the
-    /// server connects over TLS and verifies the certificate and its host name (sslmode=verify-full).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_secret: Option<CaSecret>,
-}
-
-/// A CA bundle in a Secret of the ModelDeployment's namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CaSecret {
-    /// Name of the Secret.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
-    pub name: String,
-
-    /// Key of the PEM bundle in the Secret.
-    #[serde(default = "default_ca_key")]
-    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
-    pub key: String,
-}
-
-fn default_ca_key() -> String {
-    "ca.crt".into()
-}
-
-/// Who may call the server pods.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Auth {
-    /// The Secret holding the API keys file: one `KEY SCOPE[,SCOPE...]` per line, scopes infer, read and
-    /// write. It is mounted read-only into the server pods, and the server re-reads it when the Secret
-    /// changes, so keys rotate without a restart.
-    pub api_keys_secret: ApiKeysSecret,
-}
-
-/// A key of a Secret in the ModelDeployment's namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiKeysSecret {
-    /// Name of the Secret.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
-    pub name: String,
-
-    /// Key of the API keys file in the Secret.
-    #[serde(default = "default_api_keys_key")]
-    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
-    pub key: String,
-}
-
-fn default_api_keys_key() -> String {
-    "api-keys".into()
-}
-
 /// Prometheus Operator integration.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -371,10 +327,6 @@ fn one_i32() -> i32 {
 
 fn default_gpu_resource() -> String {
     "nvidia.com/gpu".into()
-}
-
-fn default_database_key() -> String {
-    "DATABASE_URL".into()
 }
 
 impl ModelDeploymentSpec {

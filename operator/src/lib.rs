@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod crd_access;
 pub mod crdgen;
 pub mod discovery;
 pub mod drift;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -23,7 +24,9 @@ use crate::crd::ModelDeployment;
 use crate::discovery::Capabilities;
 use crate::error::Error;
 use crate::pod_failures;
-use crate::resources::{Build, MANAGER, configmap, deployment, hpa, pdb, service, servicemonitor};
+use crate::resources::{
+    Build, MANAGER, configmap, deployment, hpa, networkpolicy, pdb, service, servicemonitor,
+};
 use crate::status::{self, Observed, Problem, reason};
 use crate::validate::{ModelUri, validate};
 
@@ -140,6 +143,9 @@ impl Reconciler {
         )
         .await?;
         self.apply_one(&self.api(), "Service", service::service(b), changes).await?;
+        let policy = networkpolicy::network_policy(b);
+        self.apply_or_delete(&self.api::<NetworkPolicy>(), "NetworkPolicy", b.name(), policy, changes)
+            .await?;
         let deployment =
             self.apply_one(&self.api(), "Deployment", deployment::deployment(b, &checksum), changes).await?;
         if caps.autoscaling_v2 {

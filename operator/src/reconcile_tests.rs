@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::fixtures::{
     EDGE_IMAGE, EVERYTHING, RESYNC, RETRY, SERVER_IMAGE, as_applied, model_deployment, test_context,
 };
-use crate::resources::{Build, configmap, deployment, hpa, pdb, service, servicemonitor};
+use crate::resources::{Build, configmap, deployment, hpa, networkpolicy, pdb, service, servicemonitor};
 use crate::status::{self, Observed};
 use crate::validate::validate;
 
@@ -24,6 +24,7 @@ const SECRET: &str = "/api/v1/namespaces/ml/secrets/digits-db";
 const SERVER_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/digits-server";
 const EDGE_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/digits-edge";
 const SERVICE: &str = "/api/v1/namespaces/ml/services/digits";
+const POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies/digits";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/ml/deployments/digits";
 const HPA: &str = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/digits";
 const PDB: &str = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/digits";
@@ -85,6 +86,8 @@ async fn a_new_model_deployment_gets_every_child_then_its_status_then_an_applied
         api.get_missing(EDGE_CONFIG).await;
         api.get_missing(SERVICE).await;
         api.apply(SERVICE).await;
+        api.get_missing(POLICY).await;
+        api.apply(POLICY).await;
         api.get_missing(DEPLOYMENT).await;
         let deployment = api.apply_answering(DEPLOYMENT, created).await;
         let config: ConfigMap = serde_json::from_value(config).unwrap();
@@ -105,7 +108,9 @@ async fn a_new_model_deployment_gets_every_child_then_its_status_then_an_applied
                 "--http-port",
                 "8080",
                 "--shutdown-delay",
-                "5s"
+                "5s",
+                "--metrics-port",
+                "9090"
             ])
         );
         let env_from = json!([{"configMapRef": {"name": "digits-server"}}]);
@@ -140,7 +145,7 @@ async fn a_new_model_deployment_gets_every_child_then_its_status_then_an_applied
         assert_eq!(event["action"], "Reconcile");
         assert_eq!(
             event["note"],
-            "applied ConfigMap digits-server, applied Service digits, applied Deployment digits, \
+            "applied ConfigMap digits-server, applied Service digits, applied NetworkPolicy digits, applied Deployment digits, \
              applied HorizontalPodAutoscaler digits, applied PodDisruptionBudget digits, \
              applied ServiceMonitor digits"
         );
@@ -164,9 +169,10 @@ async fn a_model_deployment_whose_children_and_status_are_up_to_date_writes_noth
     live["spec"]["replicas"] = json!(2);
     live["status"] =
         json!({"observedGeneration": 4, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2});
-    let (config, service, hpa, pdb, monitor) = (
+    let (config, service, policy, hpa, pdb, monitor) = (
         as_applied(server_config),
         as_applied(service::service(&b)),
+        as_applied(networkpolicy::network_policy(&b).unwrap()),
         as_applied(hpa::hpa(&b).unwrap()),
         as_applied(pdb::pdb(&b).unwrap()),
         as_applied(servicemonitor::service_monitor(&b).unwrap()),
@@ -185,6 +191,7 @@ async fn a_model_deployment_whose_children_and_status_are_up_to_date_writes_noth
         api.get(SERVER_CONFIG, config).await;
         api.get_missing(EDGE_CONFIG).await;
         api.get(SERVICE, service).await;
+        api.get(POLICY, policy).await;
         api.get(DEPLOYMENT, live).await;
         api.get(HPA, hpa).await;
         api.get(PDB, pdb).await;
@@ -227,6 +234,8 @@ async fn autoscaling_without_autoscaling_v2_runs_the_minimum_without_an_hpa_and_
         api.get_missing(EDGE_CONFIG).await;
         api.get_missing(SERVICE).await;
         api.apply(SERVICE).await;
+        api.get_missing(POLICY).await;
+        api.apply(POLICY).await;
         api.get_missing(DEPLOYMENT).await;
         let deployment = api.apply_answering(DEPLOYMENT, created).await;
         assert_eq!(deployment["spec"]["replicas"], 2, "minReplicas run");
@@ -260,6 +269,8 @@ async fn a_missing_database_secret_is_reported_but_the_model_is_still_deployed()
         api.get_missing(EDGE_CONFIG).await;
         api.get_missing(SERVICE).await;
         api.apply(SERVICE).await;
+        api.get_missing(POLICY).await;
+        api.apply(POLICY).await;
         api.get_missing(DEPLOYMENT).await;
         let deployment = api.apply_answering(DEPLOYMENT, created).await;
         assert_eq!(
@@ -318,6 +329,8 @@ async fn turning_the_edge_off_deletes_the_edge_config_the_operator_made() {
         api.delete(EDGE_CONFIG, "e1").await;
         api.get_missing(SERVICE).await;
         api.apply(SERVICE).await;
+        api.get_missing(POLICY).await;
+        api.apply(POLICY).await;
         api.get_missing(DEPLOYMENT).await;
         api.apply_answering(DEPLOYMENT, created).await;
         api.apply_status().await;
@@ -325,7 +338,7 @@ async fn turning_the_edge_off_deletes_the_edge_config_the_operator_made() {
         assert_eq!(
             event["note"],
             "applied ConfigMap digits-server, deleted ConfigMap digits-edge, applied Service digits, \
-             applied Deployment digits"
+             applied NetworkPolicy digits, applied Deployment digits"
         );
         api
     });
@@ -344,6 +357,8 @@ async fn an_edge_config_that_someone_else_made_is_left_alone() {
         api.get(EDGE_CONFIG, theirs).await; // not owned: no DELETE
         api.get_missing(SERVICE).await;
         api.apply(SERVICE).await;
+        api.get_missing(POLICY).await;
+        api.apply(POLICY).await;
         api.get_missing(DEPLOYMENT).await;
         api.apply_answering(DEPLOYMENT, created).await;
         api.apply_status().await;

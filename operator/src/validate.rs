@@ -20,6 +20,13 @@ pub fn parse_uri(uri: &str) -> Result<ModelUri, String> {
     if rest.split('/').any(|segment| segment == "..") {
         return Err(format!("model.uri {uri:?} must not contain '..'"));
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        // Not echoed: the URI holds a credential, and this message goes to the status and an Event.
+        return Err("model.uri must not carry a user name or password (user:password@host): put the \
+                    credentials in a Secret named by spec.model.credentialsSecret"
+            .into());
+    }
     match scheme {
         "https" | "s3" | "gs" => match rest.split_once('/') {
             Some((host, path)) if !host.is_empty() && !path.is_empty() => {
@@ -39,9 +46,40 @@ pub fn parse_uri(uri: &str) -> Result<ModelUri, String> {
     }
 }
 
+/// The default of `spec.model.maxSize`.
+pub const DEFAULT_MAX_MODEL_SIZE: &str = "20Gi";
+
+/// Bytes of a Kubernetes quantity of storage: a whole number with an optional binary (Ki, Mi, Gi, Ti) or
+/// decimal (k, M, G, T) suffix.
+pub fn quantity_bytes(q: &str) -> Result<u64, String> {
+    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return Err(format!("model.maxSize {q:?} is not a size such as 20Gi or 500M")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("model.maxSize {q:?} is not a size such as 20Gi or 500M"))
+}
+
 /// Everything wrong with `spec` that would make the built objects meaningless; the first problem found.
 pub fn validate(spec: &ModelDeploymentSpec) -> Result<ModelUri, String> {
     let uri = parse_uri(&spec.model.uri)?;
+    if let Some(size) = &spec.model.max_size {
+        quantity_bytes(&size.0)?;
+    }
     if spec.replicas.is_some() && spec.autoscaling.is_some() {
         return Err("set either replicas or autoscaling, not both".into());
     }
@@ -63,6 +101,31 @@ mod tests {
 
     fn spec(uri: &str) -> ModelDeploymentSpec {
         serde_json::from_value(serde_json::json!({"model": {"uri": uri}})).unwrap()
+    }
+
+    #[test]
+    fn model_sizes_are_quantities_in_bytes() {
+        assert_eq!(quantity_bytes("20Gi"), Ok(20 << 30));
+        assert_eq!(quantity_bytes("500M"), Ok(500_000_000));
+        assert_eq!(quantity_bytes("1024"), Ok(1024));
+        for bad in ["", "0", "1.5Gi", "20GB", "-1Gi", "99999999999Ti"] {
+            assert_eq!(
+                quantity_bytes(bad),
+                Err(format!("model.maxSize {bad:?} is not a size such as 20Gi or 500M")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_credential_in_the_uri_is_refused_without_repeating_it() {
+        let error = parse_uri("https://me:s3cret@host/m.onnx").unwrap_err();
+        assert!(error.starts_with("model.uri must not carry a user name or password"), "{error}");
+        assert!(!error.contains("s3cret"));
+        assert!(
+            parse_uri("https://host/m.onnx?X-Amz-Signature=abc@def").is_ok(),
+            "an @ in the query is no user"
+        );
     }
 
     #[test]
@@ -122,6 +185,13 @@ mod tests {
             validate(&s),
             Err("autoscaling.minReplicas (5) must not exceed autoscaling.maxReplicas (3)".into())
         );
-        let _ = ModelSource { name: None, uri: String::new(), sha256: None, version: 1 };
+        let _ = ModelSource {
+            name: None,
+            uri: String::new(),
+            sha256: None,
+            credentials_secret: None,
+            max_size: None,
+            version: 1,
+        };
     }
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use kube::api::ObjectMeta;
 use kubeinfer_operator::crd::ModelDeployment;
-use kubeinfer_operator::resources::{Build, configmap, deployment, hpa, pdb, service, servicemonitor};
+use kubeinfer_operator::resources::{
+    Build, configmap, deployment, hpa, networkpolicy, pdb, service, servicemonitor,
+};
 use kubeinfer_operator::validate::validate;
 use serde_json::Value;
 
@@ -76,6 +78,7 @@ fn children(md: &ModelDeployment) -> Vec<String> {
     let mut docs = vec![yaml(server_config)];
     docs.extend(edge_config.map(yaml));
     docs.push(yaml(service::service(&b)));
+    docs.extend(networkpolicy::network_policy(&b).map(yaml));
     docs.push(yaml(deployment::deployment(&b, &checksum)));
     docs.extend(hpa::hpa(&b).map(yaml));
     docs.extend(pdb::pdb(&b).map(yaml));

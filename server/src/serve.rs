@@ -78,9 +78,13 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         header_read_timeout: args.exposure.header_read_timeout,
         max_connections: args.exposure.max_connections,
     };
+    let metrics_server = match args.exposure.metrics_port {
+        Some(port) => Some(serve_metrics(&args, port, state.clone(), connections).await?),
+        None => None,
+    };
     let server = tokio::spawn(listener::serve(
         listener,
-        http::app(state.clone()),
+        http::api_app(state.clone(), metrics_server.is_none()),
         connections,
         shutdown::drain(state.clone(), args.shutdown_delay, draining.clone()),
     ));
@@ -95,10 +99,29 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     tracing::info!(models = registry.all().count(), "all models loaded; ready");
 
     let served = until_drained(server, &draining, args.drain_timeout).await;
+    // Scrapes go on through the drain, so the last numbers of a stopping pod are seen.
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     stop(registry, predictions).await;
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds `--metrics-port` and serves /metrics on it until aborted.
+async fn serve_metrics(
+    args: &ServeArgs,
+    port: u16,
+    state: Arc<AppState>,
+    connections: ConnectionLimits,
+) -> Result<JoinHandle<()>, Error> {
+    let addr = SocketAddr::new(args.http_host, port);
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%addr, "metrics listening");
+    Ok(tokio::spawn(listener::serve(listener, http::metrics_app(state), connections, std::future::pending())))
 }
 
 /// Loads every model on a blocking thread (it reads files and builds sessions for seconds).

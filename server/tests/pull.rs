@@ -23,7 +23,8 @@ fn sha(bytes: &[u8]) -> String {
 
 /// Serves `content()` at /model.onnx (with Range support), 404 elsewhere, always cuts /cut half-way, and
 /// cuts /flaky only on its first request. /private.onnx?sig=s1gn%2Bed is served only with basic auth
-/// me:pa55 (as a pre-signed URL with credentials would be); anything else there is 403.
+/// me:pa55 (as a pre-signed URL with credentials would be) or the bearer token t0ken-from-a-secret;
+/// anything else there is 403.
 async fn misbehaving_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -49,8 +50,9 @@ async fn misbehaving_server() -> SocketAddr {
                 let body = content();
                 let cut =
                     path == "/cut" || (path == "/flaky" && flaky_hits.fetch_add(1, Ordering::SeqCst) == 0);
-                let authorized = request.contains("\r\nauthorization: Basic bWU6cGE1NQ==\r\n")
-                    || request.contains("\r\nAuthorization: Basic bWU6cGE1NQ==\r\n");
+                let lower = request.to_ascii_lowercase();
+                let authorized = lower.contains("\r\nauthorization: basic bwu6cge1nq==\r\n")
+                    || lower.contains("\r\nauthorization: bearer t0ken-from-a-secret\r\n");
                 let path = match path.as_str() {
                     "/private.onnx?sig=s1gn%2Bed" if authorized => "/model.onnx".to_string(),
                     p if p.starts_with("/private.onnx") => "/denied".to_string(),
@@ -119,6 +121,26 @@ async fn a_model_is_fetched_verified_and_renamed_into_place() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_larger_than_the_cap_fails_and_leaves_no_file() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.onnx");
+    let size = content().len();
+    let cap = (size - 1).to_string();
+    let out = pull(&format!("http://{addr}/model.onnx"), &dest, &["--max-bytes", &cap], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("the model is larger than --max-bytes {cap} (at least {size} bytes)")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files_in(dir.path()), Vec::<PathBuf>::new(), "no partial file is left");
+    let exact = size.to_string();
+    let out = pull(&format!("http://{addr}/model.onnx"), &dest, &["--max-bytes", &exact], &[]);
+    assert!(out.status.success(), "a file of exactly the cap is fine: {}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_model_fails_at_once_with_404() {
     let addr = misbehaving_server().await;
     let dir = tempfile::tempdir().unwrap();
@@ -166,6 +188,29 @@ async fn a_presigned_url_with_credentials_keeps_its_query_and_auth_and_errors_hi
         "{err}"
     );
     assert!(!err.contains("pa55") && !err.contains("expired"), "a secret reached the log: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_header_from_the_environment_is_sent_and_never_logged() {
+    let addr = misbehaving_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("model.onnx");
+    let token = [("KUBEINFER_PULL_AUTHORIZATION", "Bearer t0ken-from-a-secret")];
+    let out = pull(&format!("http://{addr}/private.onnx?sig=s1gn%2Bed"), &dest, &[], &token);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), content());
+    assert!(!stderr(&out).contains("t0ken"), "the token reached the log: {}", stderr(&out));
+
+    let wrong = [("KUBEINFER_PULL_AUTHORIZATION", "Bearer not-the-token")];
+    let out = pull(
+        &format!("http://{addr}/private.onnx?sig=s1gn%2Bed"),
+        &dir.path().join("other.onnx"),
+        &[],
+        &wrong,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is denied (403)"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not-the-token"), "the token reached the log: {}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

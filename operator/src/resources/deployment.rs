@@ -86,7 +86,9 @@ pub fn deployment(b: &Build, config_checksum: &str) -> Deployment {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{Container, KeyToPath, PodSpec, SecretKeySelector, Toleration};
+    use k8s_openapi::api::core::v1::{
+        Container, EnvFromSource, KeyToPath, PodSpec, SecretEnvSource, SecretKeySelector, Toleration,
+    };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::json;
 
@@ -159,7 +161,9 @@ mod tests {
                 "--dest",
                 "/models/digits/1/model.onnx",
                 "--sha256",
-                &"ab".repeat(32)
+                &"ab".repeat(32),
+                "--max-bytes",
+                "21474836480"
             ]
         );
         let models = pod(&d).volumes.iter().flatten().find(|v| v.name == "models").unwrap();
@@ -212,6 +216,42 @@ mod tests {
         );
         let pull = &pod(&d).init_containers.as_ref().unwrap()[0];
         assert_eq!(pull.env, None, "the pull container has no business with the database");
+    }
+
+    #[test]
+    fn the_download_is_capped_by_the_model_size_limit_in_the_pull_and_the_volume() {
+        let limits = |model: serde_json::Value| {
+            let d = deploy(json!({"model": model}));
+            let args = pod(&d).init_containers.as_ref().unwrap()[0].args.clone().unwrap();
+            let cap = args.windows(2).find(|w| w[0] == "--max-bytes").map(|w| w[1].clone());
+            let volume =
+                pod(&d).volumes.as_ref().unwrap().iter().find(|v| v.name == "models").cloned().unwrap();
+            (cap, volume.empty_dir.unwrap().size_limit.map(|q| q.0))
+        };
+        assert_eq!(
+            limits(json!({"uri": "s3://b/m.onnx"})),
+            (Some("21474836480".into()), Some("20Gi".into()))
+        );
+        assert_eq!(
+            limits(json!({"uri": "s3://b/m.onnx", "maxSize": "500M"})),
+            (Some("500000000".into()), Some("500M".into()))
+        );
+    }
+
+    #[test]
+    fn download_credentials_reach_the_pull_container_as_its_environment_and_nothing_else() {
+        let d = deploy(json!({"model": {"uri": "s3://b/m.onnx", "credentialsSecret": {"name": "s3-creds"}}}));
+        let pull = &pod(&d).init_containers.as_ref().unwrap()[0];
+        assert_eq!(
+            pull.env_from,
+            Some(vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource { name: "s3-creds".into(), optional: None }),
+                ..Default::default()
+            }])
+        );
+        assert!(pull.args.as_ref().unwrap().iter().all(|a| !a.contains("s3-creds")));
+        let server_env_from = serde_json::to_string(&server(&d).env_from).unwrap();
+        assert!(!server_env_from.contains("s3-creds"), "the server never sees them: {server_env_from}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod configmap;
 pub mod deployment;
 pub mod edge;
 pub mod hpa;
+pub mod networkpolicy;
 pub mod pdb;
 pub mod pod;
 pub mod service;
@@ -20,10 +21,13 @@ use crate::validate::ModelUri;
 
 /// Field manager for server-side apply.
 pub const MANAGER: &str = "kubeinfer-operator";
-/// Port of the server's HTTP API (inference, health, metrics).
+/// Port of the server's HTTP API (inference, health, the prediction log).
 pub const SERVER_PORT: i32 = 8080;
 /// Port of the nginx edge, when enabled.
 pub const EDGE_PORT: i32 = 8081;
+/// Port of the server's /metrics (`--metrics-port`), apart from the API so that scrapers can be let in
+/// without opening the API.
+pub const METRICS_PORT: i32 = 9090;
 /// Hash of the server and edge configuration, on the pod template: a config change rolls the pods.
 pub const CONFIG_CHECKSUM: &str = "kubeinfer.io/config-checksum";
 

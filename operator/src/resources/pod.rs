@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Build, SERVER_PORT, configmap, edge};
-use crate::validate::ModelUri;
+use super::{Build, METRICS_PORT, SERVER_PORT, configmap, edge};
+use crate::validate::{DEFAULT_MAX_MODEL_SIZE, ModelUri, quantity_bytes};
 
 /// Seconds the server keeps answering after SIGTERM before it stops accepting (its --shutdown-delay).
 pub const SHUTDOWN_DELAY_SECONDS: i64 = 5;
@@ -87,6 +87,10 @@ pub fn pull_container(b: &Build) -> Option<Container> {
     if let Some(sha) = &b.md.spec.model.sha256 {
         args.extend(["--sha256".into(), sha.clone()]);
     }
+    // validate() has checked the quantity; the default is a constant that parses.
+    if let Ok(bytes) = quantity_bytes(&max_model_size(b).0) {
+        args.extend(["--max-bytes".into(), bytes.to_string()]);
+    }
     Some(Container {
         name: PULL_CONTAINER.into(),
         // The pull writes its reason to the termination log; a crash that wrote none leaves its last
@@ -96,6 +100,13 @@ pub fn pull_container(b: &Build) -> Option<Container> {
         image_pull_policy: b.md.spec.image_pull_policy.clone(),
         args: Some(args),
         env: Some(b.md.spec.env.clone()).filter(|e| !e.is_empty()),
+        // The download credentials reach this container only, as its environment: never an argument.
+        env_from: b.md.spec.model.credentials_secret.as_ref().map(|secret| {
+            vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource { name: secret.name.clone(), optional: None }),
+                ..Default::default()
+            }]
+        }),
         volume_mounts: Some(vec![mount("models", MODELS_DIR, false), mount("tmp", "/tmp", false)]),
         security_context: Some(restricted_container()),
         ..Default::default()
@@ -172,6 +183,8 @@ pub fn server_container(b: &Build) -> Container {
         SERVER_PORT.to_string(),
         "--shutdown-delay".into(),
         format!("{SHUTDOWN_DELAY_SECONDS}s"),
+        "--metrics-port".into(),
+        METRICS_PORT.to_string(),
     ];
     if b.md.spec.gpu.is_some() {
         args.extend(["--device".into(), "cuda".into()]);
@@ -199,12 +212,20 @@ pub fn server_container(b: &Build) -> Container {
             config_map_ref: Some(ConfigMapEnvSource { name: configmap::server_name(b), optional: None }),
             ..Default::default()
         }]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: SERVER_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: SERVER_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         // Large models take minutes to fetch and load: up to 30 minutes before liveness applies.
         startup_probe: Some(http_probe("/v2/health/ready", 5, 360)),
         readiness_probe: Some(http_probe("/v2/health/ready", 5, 2)),
@@ -214,6 +235,11 @@ pub fn server_container(b: &Build) -> Container {
         security_context: Some(restricted_container()),
         ..Default::default()
     }
+}
+
+/// `spec.model.maxSize`, else the default.
+fn max_model_size(b: &Build) -> Quantity {
+    b.md.spec.model.max_size.clone().unwrap_or_else(|| Quantity(DEFAULT_MAX_MODEL_SIZE.into()))
 }
 
 /// A volume with one key of a Secret, as `file`.
@@ -237,7 +263,15 @@ pub fn volumes(b: &Build) -> Vec<Volume> {
     };
     let mut volumes = vec![empty("tmp")];
     match b.uri {
-        ModelUri::Remote(_) => volumes.push(empty("models")),
+        // The kubelet evicts a pod whose download outgrows this, should the pull's own cap not stop it.
+        ModelUri::Remote(_) => volumes.push(Volume {
+            name: "models".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(max_model_size(b)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ModelUri::Pvc { claim, .. } => volumes.push(Volume {
             name: "model-source".into(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {

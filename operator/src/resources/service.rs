@@ -1,10 +1,10 @@
-//! The Service in front of the server pods: port 8080 (the API, scraped for metrics), and 8081 when the
-//! nginx edge is enabled.
+//! The Service in front of the server pods: the metrics port 9090, and the API: 8080, or only the edge's
+//! 8081 when the nginx edge is enabled, so that callers cannot go round it.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Build, EDGE_PORT, SERVER_PORT};
+use super::{Build, EDGE_PORT, METRICS_PORT, SERVER_PORT};
 
 pub fn service(b: &Build) -> Service {
     let port = |name: &str, number: i32| ServicePort {
@@ -14,10 +14,8 @@ pub fn service(b: &Build) -> Service {
         protocol: Some("TCP".into()),
         ..Default::default()
     };
-    let mut ports = vec![port("http", SERVER_PORT)];
-    if b.edge_enabled() {
-        ports.push(port("edge", EDGE_PORT));
-    }
+    let api = if b.edge_enabled() { port("edge", EDGE_PORT) } else { port("http", SERVER_PORT) };
+    let ports = vec![api, port("metrics", METRICS_PORT)];
     Service {
         metadata: b.metadata(b.name()),
         spec: Some(ServiceSpec {
@@ -51,17 +49,18 @@ mod tests {
     }
 
     #[test]
-    fn the_service_exposes_the_api_and_the_edge_only_when_enabled() {
+    fn the_service_exposes_the_api_or_only_the_edge_when_enabled_and_the_metrics() {
         let http = ("http".to_string(), 8080, IntOrString::String("http".into()));
         let edge = ("edge".to_string(), 8081, IntOrString::String("edge".into()));
-        assert_eq!(ports(json!({"model": {"uri": "s3://b/m.onnx"}})), vec![http.clone()]);
+        let metrics = ("metrics".to_string(), 9090, IntOrString::String("metrics".into()));
+        assert_eq!(ports(json!({"model": {"uri": "s3://b/m.onnx"}})), vec![http.clone(), metrics.clone()]);
         assert_eq!(
             ports(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": false}})),
-            vec![http.clone()]
+            vec![http, metrics.clone()]
         );
         assert_eq!(
             ports(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": true}})),
-            vec![http, edge]
+            vec![edge, metrics]
         );
     }
 }

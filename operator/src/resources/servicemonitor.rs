@@ -14,7 +14,7 @@ pub fn api_resource() -> ApiResource {
 
 pub fn service_monitor(b: &Build) -> Option<DynamicObject> {
     let monitoring = b.md.spec.monitoring.as_ref().filter(|m| m.service_monitor)?;
-    let mut endpoint = json!({"port": "http", "path": "/metrics"});
+    let mut endpoint = json!({"port": "metrics", "path": "/metrics"});
     if let Some(interval) = &monitoring.interval {
         endpoint["interval"] = json!(interval);
     }

@@ -24,6 +24,11 @@ pub struct ExposureArgs {
     #[arg(long, env = "KUBEINFER_PUBLIC_PREDICTION_LOG")]
     pub public_prediction_log: bool,
 
+    /// Serve /metrics on this port of --http-host instead of the API port, so that a NetworkPolicy or a
+    /// Service can let scrapers in without opening the API (the operator uses 9090).
+    #[arg(long, env = "KUBEINFER_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// Longest a client may take to send a request's headers; then the connection is closed.
     #[arg(long, env = "KUBEINFER_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,

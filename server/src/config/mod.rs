@@ -65,9 +65,20 @@ pub struct PullArgs {
     #[arg(long, env = "KUBEINFER_DEST")]
     pub dest: PathBuf,
 
+    /// The whole Authorization header for https:// and http:// (e.g. "Bearer ..."), in place of any
+    /// user:password in the URI. From the environment only (a Secret's key in Kubernetes), so that it is
+    /// never in the pod's arguments; never logged.
+    #[arg(skip = std::env::var("KUBEINFER_PULL_AUTHORIZATION").ok())]
+    pub authorization: Option<String>,
+
     /// Expected SHA-256 of the file, in hex; a mismatch fails the pull and leaves no file.
     #[arg(long, env = "KUBEINFER_SHA256", value_parser = parse_sha256)]
     pub sha256: Option<String>,
+
+    /// Largest file accepted, in bytes: a larger one fails the pull before (or as soon as) it outgrows
+    /// this, instead of filling the volume. Unset: no limit.
+    #[arg(long, env = "KUBEINFER_MAX_BYTES")]
+    pub max_bytes: Option<u64>,
 
     /// Retries after a transient failure (connection lost, 5xx, a stalled or truncated body).
     #[arg(long, env = "KUBEINFER_RETRIES", default_value_t = 5)]

@@ -32,18 +32,36 @@ fn is_probe(route: &str) -> bool {
 
 /// The whole application, ready to serve or to drive with `tower::ServiceExt::oneshot` in tests.
 pub fn app(state: SharedState) -> Router {
-    Router::new()
+    api_app(state, true)
+}
+
+/// The API, with /metrics on it or (`--metrics-port`) not.
+pub fn api_app(state: SharedState, with_metrics: bool) -> Router {
+    let mut router = Router::new()
         .merge(health::router())
         .merge(api::router())
         .merge(web::router())
         .merge(models::router())
-        .merge(infer::router())
-        .route("/metrics", get(metrics))
+        .merge(infer::router());
+    if with_metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(middleware::from_fn_with_state(state.clone(), limits::admit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// `--metrics-port`: /metrics alone, with no API key and no admission limit (a scraper must get through
+/// when the API is saturated).
+pub fn metrics_app(state: SharedState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 

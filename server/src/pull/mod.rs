@@ -59,7 +59,7 @@ fn temporary_path(dest: &Path) -> PathBuf {
 /// Fetches `args.uri` into `args.dest`; returns the file's SHA-256.
 pub async fn run(args: &PullArgs) -> Result<String, Error> {
     let uri = args.uri.as_str();
-    let source = source::open(uri).map_err(|reason| fail(uri, reason))?;
+    let source = source::open(uri, args.authorization.as_deref()).map_err(|reason| fail(uri, reason))?;
     if let Some(parent) = args.dest.parent() {
         tokio::fs::create_dir_all(parent)
             .await
@@ -149,6 +149,14 @@ async fn attempt_once(
         restart(file, p).await?;
     }
     p.total = Some(got.meta.size);
+    let too_large = |bytes: u64| {
+        args.max_bytes.filter(|&max| bytes > max).map(|max| {
+            Failure::Permanent(format!("the model is larger than --max-bytes {max} (at least {bytes} bytes)"))
+        })
+    };
+    if let Some(refused) = too_large(got.meta.size) {
+        return Err(refused);
+    }
     let mut stream = got.into_stream();
     loop {
         let chunk = match tokio::time::timeout(args.stall_timeout, stream.next()).await {
@@ -166,6 +174,10 @@ async fn attempt_once(
             }
             Ok(Some(Ok(chunk))) => chunk,
         };
+        // The size the store announced may be wrong (a chunked body has none): count what arrives.
+        if let Some(refused) = too_large(p.written + chunk.len() as u64) {
+            return Err(refused);
+        }
         file.write_all(&chunk)
             .await
             .map_err(|e| Failure::Permanent(format!("cannot write the model file: {e}")))?;

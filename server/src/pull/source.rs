@@ -31,7 +31,8 @@ fn client_options(allow_http: bool) -> ClientOptions {
         .with_timeout_disabled()
 }
 
-pub fn open(uri: &str) -> Result<Source, String> {
+/// The store for `uri`; `authorization`, when given, is the Authorization header of http(s) requests.
+pub fn open(uri: &str, authorization: Option<&str>) -> Result<Source, String> {
     let url = Url::parse(uri).map_err(|e| format!("{uri:?} is not a URI: {e}"))?;
     let object = || Path::from_url_path(url.path()).map_err(|e| format!("{uri:?} has a bad path: {e}"));
     let store: Arc<dyn ObjectStore> = match url.scheme() {
@@ -53,7 +54,8 @@ pub fn open(uri: &str) -> Result<Source, String> {
             HttpBuilder::new()
                 .with_url(http_base(&url).as_str())
                 .with_client_options(
-                    client_options(url.scheme() == "http").with_default_headers(basic_auth(&url)?),
+                    client_options(url.scheme() == "http")
+                        .with_default_headers(auth_headers(&url, authorization)?),
                 )
                 .build()
                 .map_err(|e| e.to_string())?,
@@ -73,6 +75,14 @@ fn http_base(url: &Url) -> Url {
     let _ = base.set_username("");
     let _ = base.set_password(None);
     base
+}
+
+/// The header given, else `Authorization: Basic` from the URL's user:password, if it has one.
+fn auth_headers(url: &Url, authorization: Option<&str>) -> Result<HeaderMap, String> {
+    let Some(value) = authorization else { return basic_auth(url) };
+    let value = HeaderValue::try_from(value)
+        .map_err(|_| "KUBEINFER_PULL_AUTHORIZATION holds characters a header cannot".to_string())?;
+    Ok(HeaderMap::from_iter([(AUTHORIZATION, value)]))
 }
 
 /// `Authorization: Basic` from the URL's user:password, if it has one.
@@ -158,10 +168,10 @@ mod tests {
     #[test]
     fn unsupported_schemes_and_garbage_are_refused() {
         assert_eq!(
-            open("ftp://host/m.onnx").err(),
+            open("ftp://host/m.onnx", None).err(),
             Some("unsupported scheme \"ftp\"; use https, s3, gs or file".into())
         );
-        assert!(open("not a uri").err().unwrap().starts_with("\"not a uri\" is not a URI"));
+        assert!(open("not a uri", None).err().unwrap().starts_with("\"not a uri\" is not a URI"));
     }
 
     #[test]
@@ -194,7 +204,7 @@ mod tests {
 
     #[test]
     fn https_keeps_the_path_and_port() {
-        let s = open("https://models.example.com:8443/a/b/model.onnx").unwrap();
+        let s = open("https://models.example.com:8443/a/b/model.onnx", None).unwrap();
         assert_eq!(s.path.as_ref(), "a/b/model.onnx");
     }
 }
