@@ -94,7 +94,7 @@ async fn maintain_locked(
     now: DateTime<Utc>,
 ) -> Result<Done, sqlx::Error> {
     let mut done = Done::default();
-    // Feedback first: its rows go before (and come after) the predictions they belong to.
+    // Feedback first: a day's feedback is dropped before its predictions, so none outlives them.
     for table in TABLES {
         let existing = partitions(conn, table).await?;
         let days: Vec<NaiveDate> = existing.iter().map(|p| p.day).collect();
