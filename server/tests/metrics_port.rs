@@ -3,11 +3,7 @@
 
 mod common;
 
-use kubeinfer_tests::process::{ServerProcess, http_get};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use kubeinfer_tests::process::{ServerProcess, free_port, http_get};
 
 #[test]
 fn metrics_move_to_their_own_port_and_leave_the_api_port() {

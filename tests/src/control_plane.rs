@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{stop_group, watchdog};
+use crate::process::{free_port, stop_group, watchdog};
 
 /// Where the end-to-end tests run.
 pub enum Cluster {
@@ -93,10 +93,6 @@ pub struct ControlPlane {
     token: String,
     /// (name, process, its watchdog), in start order.
     processes: Vec<(&'static str, Child, Child)>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 impl ControlPlane {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::process::{stop_group, watchdog};
+use crate::process::{free_port, is_root, stop_group, watchdog};
 use std::time::{Duration, Instant};
 
 pub struct Postgres {
@@ -15,10 +15,6 @@ pub struct Postgres {
     settings: Vec<String>,
     server: Option<Child>,
     watchdog: Option<Child>,
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// The PostgreSQL binaries: $PG_BIN, else Debian's 15.
@@ -37,10 +33,6 @@ fn command(bin: &Path, program: &str) -> Command {
     } else {
         Command::new(bin.join(program))
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 /// Settings for tests: durability off (a throwaway cluster), statement statistics on.

@@ -239,3 +239,13 @@ pub fn with_descendants(pid: u32) -> Vec<u32> {
     }
     all
 }
+
+/// A loopback port free at the time of asking (0 if none could be had).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// Whether this process runs as root (PostgreSQL's tools then run as the postgres user).
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Connection, PgPool};
 
-use super::migrate::schema_connection;
+use super::migrate::{schema_connection, try_lock};
 
 /// Rows per moving transaction: short enough to hold no lock for long, large enough to be quick.
 const BATCH: i64 = 10_000;
@@ -42,10 +42,7 @@ pub async fn run(pool: &PgPool, retention: Duration, now: DateTime<Utc>) -> Resu
     let old: Option<String> = sqlx::query_scalar("SELECT to_regclass('predictions_unpartitioned')::text")
         .fetch_one(&mut conn)
         .await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(BACKFILL_LOCK)
-        .fetch_one(&mut conn)
-        .await?;
+    let locked = try_lock(&mut conn, BACKFILL_LOCK).await?;
     if old.is_none() || !locked {
         conn.close().await?;
         return Ok(None);

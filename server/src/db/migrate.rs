@@ -34,14 +34,15 @@ pub async fn schema_connection(pool: &PgPool) -> Result<PgConnection, sqlx::Erro
 /// CREATE INDEX CONCURRENTLY in the holder's migration must wait for: two replicas starting together
 /// deadlock. So the lock is polled with `pg_try_advisory_lock`, which holds nothing open while it waits.
 async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    while !try_lock(conn).await? {
+    while !try_lock(conn, SCHEMA_LOCK).await? {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(())
 }
 
-pub async fn try_lock(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(SCHEMA_LOCK).fetch_one(conn).await
+/// Takes the session advisory lock `key` if no other session holds it; never waits.
+pub async fn try_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await
 }
 
 pub async fn unlock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
-use super::migrate::{schema_connection, try_lock, unlock};
+use super::migrate::{SCHEMA_LOCK, schema_connection, try_lock, unlock};
 
 /// The partitioned tables, each by the day of its prediction.
 pub const TABLES: [&str; 2] = ["feedback", "predictions"];
@@ -70,7 +70,7 @@ pub async fn maintain(pool: &PgPool, retention: Duration, now: DateTime<Utc>) ->
     let mut conn = schema_connection(pool).await?;
     // Never queue for long behind another session's lock: the next pass tries again.
     sqlx::query("SET lock_timeout = '10s'").execute(&mut conn).await?;
-    if !try_lock(&mut conn).await? {
+    if !try_lock(&mut conn, SCHEMA_LOCK).await? {
         return Ok(Done::default());
     }
     let result = maintain_locked(&mut conn, retention, now).await;
