@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod listener;
+pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod protocol;

@@ -11,13 +11,13 @@ use ort::environment::Environment;
 use crate::batch::{BatchConfig, Batcher, Limits};
 use crate::config::{Device, ModelFile};
 use crate::error::Error;
+use crate::load;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::Runner;
-use crate::model::layout::{self, ModelDir};
-use crate::model::session::{OnnxSession, SessionOptions};
-use crate::model::settings::{ModelSettings, Overrides};
+use crate::model::layout;
+use crate::model::settings::ModelSettings;
 use crate::model::signature::Signature;
-use crate::model::warmup::{Outcome, WarmUp};
+use crate::model::triton::TritonConfig;
 use crate::protocol::{InferRequest, OutputToSend};
 use crate::stats::ModelStats;
 
@@ -30,12 +30,16 @@ pub struct ModelInfo {
     pub signature: Signature,
     pub settings: ModelSettings,
     pub device: Device,
+    /// The model's Triton `config.pbtxt`, when it has one.
+    pub triton: Option<Arc<TritonConfig>>,
 }
 
 /// One loaded model version with its batcher.
 pub struct ServedModel {
     pub info: ModelInfo,
-    /// Rows per batch, or 0 when the model cannot batch (fixed or missing batch dimension) or batching is off.
+    /// Most rows a request may carry (its `max_batch_size`), or 0 when the model cannot batch (fixed or
+    /// missing batch dimension) or batching is off. Separate requests share a batch only with
+    /// `dynamic_batching` on.
     pub max_rows: usize,
     pub stats: Arc<ModelStats>,
     pub metrics: ModelMetrics,
@@ -60,8 +64,14 @@ impl ServedModel {
     ) -> Result<ServedModel, Error> {
         let max_rows = if batches(&info)? { info.settings.max_batch_size } else { 0 };
         let stats = Arc::new(ModelStats::default());
+        let settings = &info.settings;
+        let stacked = if settings.dynamic_batching { max_rows } else { 0 };
         let config = BatchConfig {
-            limits: Limits { max_rows, max_delay: info.settings.max_queue_delay },
+            limits: Limits {
+                max_rows: stacked,
+                max_delay: settings.max_queue_delay,
+                preferred: settings.preferred_batch_sizes.clone(),
+            },
             capacity: info.settings.queue_capacity,
             idle_spin: info.settings.idle_spin,
         };
@@ -90,7 +100,9 @@ impl ServedModel {
                 self.info.settings.max_elements, self.info.name
             )));
         }
-        let timeout = req.timeout.unwrap_or(self.info.settings.request_timeout);
+        let settings = &self.info.settings;
+        let timeout =
+            req.timeout.filter(|_| settings.allow_timeout_override).unwrap_or(settings.request_timeout);
         let result = self.batcher.submit(req.inputs, checked.rows, checked.alone, timeout).await;
         let total = started.elapsed();
         let done = match result {
@@ -163,10 +175,10 @@ impl Registry {
             None => Vec::new(),
         };
         for dir in layout::with_files(scanned, files)? {
-            let settings = model_settings(&dir, defaults)?;
+            let plan = load::plan(&dir, defaults, device)?;
             for (version, path) in &dir.versions {
-                let model = load_version(&dir, *version, path, &settings, env, device, metrics)?;
-                registry.insert(model, settings.default_version);
+                let model = load::version(&dir.name, *version, path, &plan, env, metrics)?;
+                registry.insert(model, plan.settings.default_version);
             }
         }
         Ok(registry)
@@ -217,24 +229,6 @@ impl Registry {
     }
 }
 
-fn model_settings(dir: &ModelDir, defaults: &ModelSettings) -> Result<ModelSettings, Error> {
-    let Some(path) = &dir.config else {
-        return Ok(defaults.clone());
-    };
-    let overrides = Overrides::read(path)?;
-    let settings =
-        defaults.with(&overrides).map_err(|reason| Error::ModelConfig { path: path.clone(), reason })?;
-    if let Some(v) = settings.default_version
-        && !dir.versions.iter().any(|(have, _)| *have == v)
-    {
-        return Err(Error::ModelConfig {
-            path: path.clone(),
-            reason: format!("default_version {v} is not in the repository"),
-        });
-    }
-    Ok(settings)
-}
-
 /// Whether requests to this model are stacked: as its configuration forces, else when every input and
 /// output has an open first dimension. Forcing it on still needs inputs that can be stacked.
 fn batches(info: &ModelInfo) -> Result<bool, Error> {
@@ -252,62 +246,4 @@ fn batches(info: &ModelInfo) -> Result<bool, Error> {
         });
     }
     Ok(forced)
-}
-
-fn load_version(
-    dir: &ModelDir,
-    version: u64,
-    path: &Path,
-    settings: &ModelSettings,
-    env: &Environment,
-    device: Device,
-    metrics: &Metrics,
-) -> Result<ServedModel, Error> {
-    let started = Instant::now();
-    let name = dir.name.as_str();
-    let model_metrics = metrics.for_model(name, version);
-    let warm_up = WarmUp::find(dir.warmup.as_deref())?;
-    let options = SessionOptions {
-        intra_op_threads: settings.intra_op_threads,
-        intra_op_spinning: settings.intra_op_spinning,
-        device,
-    };
-    let mut runners: Vec<Box<dyn Runner>> = Vec::with_capacity(settings.instances);
-    let mut signature = None;
-    for _ in 0..settings.instances {
-        let mut session = OnnxSession::load(env, path, options)?;
-        let sig = session.signature().clone();
-        if let Outcome::SyntheticFailed(reason) = warm_up.run(&mut session, &sig, name)? {
-            // The model loaded; only the made-up input was wrong for it. The first real request pays
-            // for the warm-up instead. A sample in warmup.json makes the warm-up exact.
-            tracing::warn!(model = name, version, path = %path.display(), %reason,
-                "the synthetic warm-up failed; serving the model anyway (ship a warmup.json to warm it up)");
-            model_metrics.warmup_failures.inc();
-        }
-        signature = Some(sig);
-        runners.push(Box::new(session));
-    }
-    let signature = signature
-        .ok_or_else(|| Error::ModelLoad { path: path.to_path_buf(), reason: "no instances".into() })?;
-    let elapsed = started.elapsed();
-    model_metrics.load.set(elapsed.as_secs_f64());
-    let info = ModelInfo {
-        name: name.to_string(),
-        version,
-        path: path.to_path_buf(),
-        signature,
-        settings: settings.clone(),
-        device,
-    };
-    let model = ServedModel::start(info, runners, model_metrics)?;
-    tracing::info!(
-        model = name,
-        version,
-        path = %path.display(),
-        instances = settings.instances,
-        max_batch_size = model.max_rows,
-        load_ms = elapsed.as_millis() as u64,
-        "model loaded"
-    );
-    Ok(model)
 }

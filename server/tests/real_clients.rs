@@ -77,3 +77,44 @@ fn perf_analyzer_runs_against_the_server_in_sync_and_async_mode_and_reads_its_st
         assert!(throughput > 0.0, "{model}: {csv}");
     }
 }
+
+/// perf_analyzer reads the model's configuration to shape its requests, so this is Triton's own client
+/// on a repository written for Triton: `input [ ... ]` without a colon, batches of 2 rows, a CPU instance group.
+#[test]
+fn perf_analyzer_drives_a_model_served_from_its_triton_config() {
+    let Some(venv) = common::test_venv() else { return };
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path().join("digits");
+    std::fs::create_dir_all(dir.join("1")).unwrap();
+    std::os::unix::fs::symlink(
+        common::example_models().join("digits/1/model.onnx"),
+        dir.join("1/model.onnx"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.pbtxt"),
+        r#"name: "digits"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  {
+    name: "float_input"
+    data_type: TYPE_FP32
+    dims: [ 64 ]
+  }
+]
+dynamic_batching {
+  preferred_batch_size: [ 4, 8 ]
+  max_queue_delay_microseconds: 500
+}
+instance_group [ { count: 1, kind: KIND_CPU } ]
+"#,
+    )
+    .unwrap();
+    let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
+    let csv = perf_analyzer(&venv, &server, "digits", &["-b", "2"]);
+    let row: Vec<&str> = csv.lines().nth(1).expect("a result row").split(',').collect();
+    assert_eq!(row[0], "4");
+    let throughput: f64 = row[1].parse().unwrap();
+    assert!(throughput > 0.0, "{csv}");
+}

@@ -28,7 +28,7 @@ use queue::{CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
 use worker::Worker;
 
 /// How one model's requests are queued and batched.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BatchConfig {
     pub limits: Limits,
     /// Requests that may wait; more get 503.
@@ -66,7 +66,7 @@ impl Batcher {
             let worker = Worker {
                 queue: queue.clone(),
                 runner,
-                limits,
+                limits: limits.clone(),
                 metrics: metrics.clone(),
                 stats: stats.clone(),
             };

@@ -165,13 +165,19 @@ impl Queue {
     }
 
     /// Blocks until a batch is ready and claims it; `None` once the queue is closed and drained.
-    pub fn next_batch(&self, limits: Limits) -> Option<Vec<Entry>> {
+    pub fn next_batch(&self, limits: &Limits) -> Option<Vec<Entry>> {
         let mut st = self.lock();
         loop {
             let now = Instant::now();
             sweep(&mut st.entries, now);
             // Once closed, nothing more will arrive: short batches run at once instead of waiting.
-            let limits = if st.closed { Limits { max_delay: Duration::ZERO, ..limits } } else { limits };
+            let closing;
+            let limits = if st.closed {
+                closing = Limits { max_delay: Duration::ZERO, ..limits.clone() };
+                &closing
+            } else {
+                limits
+            };
             match policy::decide(&st.entries, limits, now) {
                 Decision::Idle if st.closed => return None,
                 Decision::Idle => st = self.idle(st),

@@ -50,7 +50,7 @@ fn harness(instances: usize, max_rows: usize, capacity: usize) -> Harness {
         .collect();
     let metrics = Metrics::new("test").for_model("m", 1);
     let cancelled = metrics.cancelled.clone();
-    let limits = Limits { max_rows, max_delay: Duration::ZERO };
+    let limits = Limits { max_rows, max_delay: Duration::ZERO, preferred: vec![] };
     let batcher = Batcher::start(
         "m",
         runners,
@@ -226,7 +226,7 @@ impl Runner for Panicky {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
     let metrics = Metrics::new("test").for_model("m", 1);
-    let limits = Limits { max_rows: 8, max_delay: Duration::ZERO };
+    let limits = Limits { max_rows: 8, max_delay: Duration::ZERO, preferred: vec![] };
     let runners: Vec<Box<dyn Runner>> = vec![Box::new(Panicky { calls: 0 })];
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50) };
     let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(ModelStats::default())).unwrap();
@@ -256,7 +256,7 @@ impl Runner for Lying {
 #[tokio::test]
 async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy() {
     let metrics = Metrics::new("test").for_model("m", 1);
-    let limits = Limits { max_rows: 8, max_delay: Duration::from_millis(200) };
+    let limits = Limits { max_rows: 8, max_delay: Duration::from_millis(200), preferred: vec![] };
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::ZERO };
     let batcher = Arc::new(
         Batcher::start("m", vec![Box::new(Lying)], config, &metrics, Arc::new(ModelStats::default()))

@@ -24,7 +24,7 @@ pub struct Worker {
 impl Worker {
     /// Runs batches until the queue is closed and drained.
     pub fn run(mut self) {
-        while let Some(batch) = self.queue.next_batch(self.limits) {
+        while let Some(batch) = self.queue.next_batch(&self.limits) {
             self.execute(batch);
         }
     }

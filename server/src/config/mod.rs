@@ -234,6 +234,9 @@ impl BatchingArgs {
             idle_spin: self.idle_spin,
             batchable: None,
             max_elements: self.max_elements,
+            dynamic_batching: true,
+            preferred_batch_sizes: vec![],
+            allow_timeout_override: true,
         }
     }
 }

@@ -13,6 +13,7 @@ use super::SharedState;
 use crate::config::Device;
 use crate::error::Error;
 use crate::model::signature::TensorSpec;
+use crate::model::triton::report;
 use crate::registry::{Registry, ServedModel};
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +127,8 @@ pub fn model_config(model: &ServedModel) -> Value {
         })
         .collect();
     let settings = &model.info.settings;
+    let triton = model.info.triton.as_deref();
+    let filename = model.info.path.file_name().map_or("model.onnx".into(), |f| f.to_string_lossy());
     let (kind, gpus) = match model.info.device {
         Device::Cpu => ("KIND_CPU", vec![]),
         Device::Cuda(id) => ("KIND_GPU", vec![id]),
@@ -134,26 +137,33 @@ pub fn model_config(model: &ServedModel) -> Value {
         "name": model.info.name,
         "platform": "onnxruntime_onnx",
         "backend": "onnxruntime",
-        "version_policy": {"all": {}},
+        "version_policy": report::version_policy(triton.map(|t| &t.interpreted.versions)),
         "max_batch_size": model.max_rows,
         "input": inputs,
         "output": outputs,
         "instance_group": [{"name": model.info.name, "kind": kind, "count": settings.instances, "gpus": gpus}],
-        "default_model_filename": "model.onnx",
+        "default_model_filename": filename,
         "parameters": {
             "intra_op_thread_count": {"string_value": settings.intra_op_threads.to_string()},
             "queue_capacity": {"string_value": settings.queue_capacity.to_string()},
         },
     });
-    if batching {
+    if let Some(t) = triton.filter(|t| !t.config.model_warmup.is_empty()) {
+        config["model_warmup"] = report::warmup(&t.config.model_warmup);
+    }
+    if batching && settings.dynamic_batching {
+        let preferred = match settings.preferred_batch_sizes.as_slice() {
+            [] => vec![model.max_rows],
+            sizes => sizes.to_vec(),
+        };
         config["dynamic_batching"] = json!({
-            "preferred_batch_size": [model.max_rows],
+            "preferred_batch_size": preferred,
             "max_queue_delay_microseconds": settings.max_queue_delay.as_micros() as u64,
             "preserve_ordering": false,
             "default_queue_policy": {
                 "timeout_action": "REJECT",
                 "default_timeout_microseconds": settings.request_timeout.as_micros() as u64,
-                "allow_timeout_override": true,
+                "allow_timeout_override": settings.allow_timeout_override,
                 "max_queue_size": settings.queue_capacity,
             },
         });

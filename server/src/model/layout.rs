@@ -1,17 +1,22 @@
 //! Reads the model repository's layout (Triton's): `DIR/<model>/<version>/model.onnx`, plus an optional
-//! `DIR/<model>/config.toml` and warm-up sample `DIR/<model>/warmup.json`. Only the file system is touched here; nothing is loaded.
+//! Triton `DIR/<model>/config.pbtxt` (which may rename the model file and choose the versions served),
+//! `DIR/<model>/config.toml` and warm-up sample `DIR/<model>/warmup.json`. Only the file system is
+//! touched here; no model is loaded.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::model::triton::{self, TritonConfig};
 
-/// One model directory: its name, every version found (ascending), and its config file and warm-up
+/// One model directory: its name, every version served (ascending), and its config files and warm-up
 /// sample if present.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelDir {
     pub name: String,
+    pub dir: Option<PathBuf>,
     pub versions: Vec<(u64, PathBuf)>,
     pub config: Option<PathBuf>,
+    pub triton: Option<TritonConfig>,
     pub warmup: Option<PathBuf>,
 }
 
@@ -46,28 +51,41 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
             "model name {name:?} must be letters, digits, '_', '-' and '.' only (it becomes part of URLs)"
         )));
     }
-    let mut versions = Vec::new();
+    let triton = triton::load(dir, &name)?;
+    let filename = triton.as_ref().map_or(triton::interpret::DEFAULT_FILENAME, |t| &t.interpreted.filename);
+    let mut present = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| layout(e.to_string()))? {
         let entry = entry.map_err(|e| layout(e.to_string()))?;
-        let Some(version) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else {
-            continue;
-        };
-        let file = entry.path().join("model.onnx");
+        if let Some(version) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
+            present.push(version);
+        }
+    }
+    if present.is_empty() {
+        return Err(layout(format!("has no version directory; expected {}/1/{filename}", dir.display())));
+    }
+    present.sort_unstable();
+    let served = match &triton {
+        Some(t) => t
+            .interpreted
+            .versions
+            .select(&present)
+            .map_err(|reason| Error::ModelConfig { path: t.path.clone(), reason })?,
+        None => present,
+    };
+    let mut versions = Vec::with_capacity(served.len());
+    for version in served {
+        let file = dir.join(version.to_string()).join(filename);
         if !file.is_file() {
             return Err(Error::Layout {
                 path: file,
-                reason: "is missing: every version directory needs one".into(),
+                reason: "is missing: every version directory served needs one".into(),
             });
         }
         versions.push((version, file));
     }
-    if versions.is_empty() {
-        return Err(layout(format!("has no version directory; expected {}/1/model.onnx", dir.display())));
-    }
-    versions.sort_by_key(|(v, _)| *v);
     let config = Some(dir.join("config.toml")).filter(|p| p.is_file());
     let warmup = Some(dir.join(crate::model::warmup::SAMPLE_FILE)).filter(|p| p.is_file());
-    Ok(ModelDir { name, versions, config, warmup })
+    Ok(ModelDir { name, dir: Some(dir.to_path_buf()), versions, config, triton, warmup })
 }
 
 /// Adds `--model NAME:VERSION=PATH` files to what a repository scan found; a name may not be both.
@@ -83,7 +101,11 @@ pub fn with_files(
             });
         }
         match models.iter_mut().find(|m| m.name == f.name) {
-            Some(m) if m.config.is_some() || m.versions.iter().any(|(v, _)| *v == f.version) => {
+            Some(m)
+                if m.config.is_some()
+                    || m.triton.is_some()
+                    || m.versions.iter().any(|(v, _)| *v == f.version) =>
+            {
                 return Err(Error::Layout {
                     path: f.path.clone(),
                     reason: format!("model '{}' version {} is given twice", f.name, f.version),
@@ -92,8 +114,10 @@ pub fn with_files(
             Some(m) => m.versions.push((f.version, f.path.clone())),
             None => models.push(ModelDir {
                 name: f.name.clone(),
+                dir: None,
                 versions: vec![(f.version, f.path.clone())],
                 config: None,
+                triton: None,
                 warmup: None,
             }),
         }
@@ -138,6 +162,33 @@ mod tests {
     }
 
     #[test]
+    fn a_triton_config_chooses_the_versions_served_and_the_model_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("m/1/net.onnx"));
+        touch(&dir.path().join("m/2/net.onnx"));
+        touch(&dir.path().join("m/3/other.txt"));
+        std::fs::write(
+            dir.path().join("m/config.pbtxt"),
+            "default_model_filename: \"net.onnx\"\nversion_policy { specific { versions: [ 1, 2 ] } }\n",
+        )
+        .unwrap();
+        let models = scan(dir.path()).unwrap();
+        assert_eq!(
+            models[0].versions,
+            vec![(1, dir.path().join("m/1/net.onnx")), (2, dir.path().join("m/2/net.onnx"))]
+        );
+        std::fs::write(dir.path().join("m/config.pbtxt"), "default_model_filename: \"net.onnx\"\n").unwrap();
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: is missing: every version directory served needs one",
+                dir.path().join("m/3/net.onnx").display()
+            )
+        );
+    }
+
+    #[test]
     fn a_version_directory_without_a_model_file_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("m/1")).unwrap();
@@ -145,7 +196,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "{}: is missing: every version directory needs one",
+                "{}: is missing: every version directory served needs one",
                 dir.path().join("m/1/model.onnx").display()
             )
         );

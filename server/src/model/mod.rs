@@ -5,6 +5,7 @@ pub mod runtime;
 pub mod session;
 pub mod settings;
 pub mod signature;
+pub mod triton;
 pub mod warmup;
 
 use crate::protocol::Tensor;

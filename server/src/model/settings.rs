@@ -1,5 +1,6 @@
 //! How one model is served: batching, queueing and threading knobs. Server-wide defaults come from the
-//! command line; `<model>/config.toml` overrides them per model.
+//! command line; a Triton `config.pbtxt` overrides them per model, and `<model>/config.toml` overrides
+//! both, field by field.
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,10 +36,18 @@ pub struct ModelSettings {
     /// Whether requests are stacked along the first dimension: `None` decides from the model (every
     /// input and output has an open first dimension); `Some` is the user forcing it either way.
     pub batchable: Option<bool>,
+    /// Whether separate requests are stacked into one batch. Off, each request runs by itself, still held
+    /// to `max_batch_size` rows (Triton's `max_batch_size` without `dynamic_batching`).
+    pub dynamic_batching: bool,
+    /// Batch sizes to cut a batch at when it cannot fill `max_batch_size` (Triton's preferred_batch_size):
+    /// the largest one the queue can make runs at once.
+    pub preferred_batch_sizes: Vec<usize>,
+    /// Whether a request's own `timeout` parameter replaces `request_timeout`.
+    pub allow_timeout_override: bool,
 }
 
 /// The keys `<model>/config.toml` may set; unknown keys are an error so that typos do not pass silently.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Overrides {
     pub max_batch_size: Option<usize>,
@@ -52,6 +61,9 @@ pub struct Overrides {
     pub idle_spin: Option<String>,
     pub batchable: Option<bool>,
     pub max_elements: Option<usize>,
+    pub dynamic_batching: Option<bool>,
+    pub preferred_batch_sizes: Option<Vec<usize>>,
+    pub allow_timeout_override: Option<bool>,
 }
 
 impl Overrides {
@@ -60,6 +72,26 @@ impl Overrides {
             .map_err(|e| Error::ModelConfig { path: path.to_path_buf(), reason: e.to_string() })?;
         toml::from_str(&text)
             .map_err(|e| Error::ModelConfig { path: path.to_path_buf(), reason: e.message().to_string() })
+    }
+
+    /// These overrides, with `lower`'s filling whatever these leave unset.
+    pub fn or(self, lower: Overrides) -> Overrides {
+        Overrides {
+            max_batch_size: self.max_batch_size.or(lower.max_batch_size),
+            max_queue_delay: self.max_queue_delay.or(lower.max_queue_delay),
+            queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            instances: self.instances.or(lower.instances),
+            intra_op_threads: self.intra_op_threads.or(lower.intra_op_threads),
+            intra_op_spinning: self.intra_op_spinning.or(lower.intra_op_spinning),
+            request_timeout: self.request_timeout.or(lower.request_timeout),
+            default_version: self.default_version.or(lower.default_version),
+            idle_spin: self.idle_spin.or(lower.idle_spin),
+            batchable: self.batchable.or(lower.batchable),
+            max_elements: self.max_elements.or(lower.max_elements),
+            dynamic_batching: self.dynamic_batching.or(lower.dynamic_batching),
+            preferred_batch_sizes: self.preferred_batch_sizes.or(lower.preferred_batch_sizes),
+            allow_timeout_override: self.allow_timeout_override.or(lower.allow_timeout_override),
+        }
     }
 }
 
@@ -84,6 +116,12 @@ impl ModelSettings {
             idle_spin: duration(&o.idle_spin, self.idle_spin).map_err(|e| format!("idle_spin: {e}"))?,
             batchable: o.batchable.or(self.batchable),
             max_elements: o.max_elements.unwrap_or(self.max_elements),
+            dynamic_batching: o.dynamic_batching.unwrap_or(self.dynamic_batching),
+            preferred_batch_sizes: o
+                .preferred_batch_sizes
+                .clone()
+                .unwrap_or_else(|| self.preferred_batch_sizes.clone()),
+            allow_timeout_override: o.allow_timeout_override.unwrap_or(self.allow_timeout_override),
         };
         settings.validate()?;
         Ok(settings)
@@ -111,6 +149,12 @@ impl ModelSettings {
         if self.request_timeout.is_zero() {
             return Err("request_timeout must be above zero".into());
         }
+        if let Some(&size) = self.preferred_batch_sizes.iter().find(|&&s| s == 0 || s > self.max_batch_size) {
+            return Err(format!(
+                "preferred_batch_sizes must be between 1 and max_batch_size ({}), got {size}",
+                self.max_batch_size
+            ));
+        }
         Ok(())
     }
 }
@@ -132,6 +176,9 @@ mod tests {
             idle_spin: Duration::from_micros(100),
             batchable: None,
             max_elements: 1 << 24,
+            dynamic_batching: true,
+            preferred_batch_sizes: vec![],
+            allow_timeout_override: true,
         }
     }
 
@@ -142,6 +189,23 @@ mod tests {
         assert_eq!(s.max_batch_size, 8);
         assert_eq!(s.max_queue_delay, Duration::from_millis(2));
         assert_eq!(s.queue_capacity, 1024);
+    }
+
+    #[test]
+    fn config_toml_wins_over_config_pbtxt_field_by_field() {
+        let toml = Overrides { max_batch_size: Some(4), ..Default::default() };
+        let pbtxt = Overrides { max_batch_size: Some(16), queue_capacity: Some(8), ..Default::default() };
+        let s = defaults().with(&toml.or(pbtxt)).unwrap();
+        assert_eq!((s.max_batch_size, s.queue_capacity, s.instances), (4, 8, 1));
+    }
+
+    #[test]
+    fn preferred_batch_sizes_must_fit_the_batch() {
+        let o = Overrides { preferred_batch_sizes: Some(vec![4, 128]), ..Default::default() };
+        assert_eq!(
+            defaults().with(&o).unwrap_err(),
+            "preferred_batch_sizes must be between 1 and max_batch_size (64), got 128"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The inference run that precedes readiness, so that the first caller does not pay for ONNX Runtime's
-//! lazy initialisation. Its input comes from a sample the user ships beside the model
-//! (`<model>/warmup.json`, an Open Inference Protocol request body), else it is made up: zeros with every
-//! open dimension set to 1. A made-up input can be invalid for a model that ONNX Runtime loads fine (an
+//! lazy initialisation. Its input comes from samples the user ships with the model (`model_warmup` in a
+//! Triton `config.pbtxt`, then `<model>/warmup.json`, an Open Inference Protocol request body), else it
+//! is made up: zeros with every open dimension set to 1. A made-up input can be invalid for a model that ONNX Runtime loads fine (an
 //! STFT needs at least two samples), so only the user's own sample is allowed to stop start-up.
 
 use std::path::{Path, PathBuf};
@@ -15,10 +15,12 @@ use crate::protocol::{DataType, Tensor, TensorData, decode_request};
 pub const SAMPLE_FILE: &str = "warmup.json";
 
 /// Where a model's warm-up input comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WarmUp {
     /// A request body the user supplied; it must succeed.
     Sample { path: PathBuf, body: Vec<u8> },
+    /// `model_warmup` requests from the `config.pbtxt` at `path`; each must succeed.
+    Triton { path: PathBuf, samples: Vec<crate::model::triton::warmup::Sample> },
     /// Zeros shaped like the signature; a failure is logged and counted, not fatal.
     Synthetic,
 }
@@ -64,8 +66,37 @@ impl WarmUp {
                 runner.run(request.inputs).map_err(|e| fail(format!("failed: {}", e.message)))?;
                 Ok(Outcome::Done)
             }
+            WarmUp::Triton { path, samples } => {
+                for sample in samples {
+                    run_triton(runner, signature, model, sample).map_err(|reason| Error::ModelConfig {
+                        path: path.clone(),
+                        reason: format!("model_warmup '{}' of model '{model}' {reason}", sample.name),
+                    })?;
+                }
+                Ok(Outcome::Done)
+            }
         }
     }
+}
+
+fn run_triton(
+    runner: &mut dyn Runner,
+    signature: &Signature,
+    model: &str,
+    sample: &crate::model::triton::warmup::Sample,
+) -> Result<(), String> {
+    let mut request = crate::protocol::InferRequest {
+        id: None,
+        inputs: sample.inputs.clone(),
+        outputs: vec![],
+        binary_output: false,
+        timeout: None,
+    };
+    signature.check(model, &mut request, 0).map_err(|e| format!("does not fit the model: {e}"))?;
+    for _ in 0..sample.count {
+        runner.run(request.inputs.clone()).map_err(|e| format!("failed: {}", e.message))?;
+    }
+    Ok(())
 }
 
 /// One row of zeros (empty strings for BYTES), with every open dimension set to 1.
@@ -76,21 +107,25 @@ pub fn synthetic_inputs(signature: &Signature) -> Vec<Tensor> {
         .map(|spec| {
             let shape: Vec<usize> = spec.dims.iter().map(|&d| usize::try_from(d).unwrap_or(1)).collect();
             let n: usize = shape.iter().product();
-            let data = match spec.datatype {
-                DataType::Bool => TensorData::Bool(vec![false; n]),
-                DataType::Uint8 => TensorData::Uint8(vec![0; n]),
-                DataType::Int8 => TensorData::Int8(vec![0; n]),
-                DataType::Int16 => TensorData::Int16(vec![0; n]),
-                DataType::Int32 => TensorData::Int32(vec![0; n]),
-                DataType::Int64 => TensorData::Int64(vec![0; n]),
-                DataType::Fp16 => TensorData::Fp16(vec![half::f16::ZERO; n]),
-                DataType::Fp32 => TensorData::Fp32(vec![0.0; n]),
-                DataType::Fp64 => TensorData::Fp64(vec![0.0; n]),
-                DataType::Bytes => TensorData::Bytes(vec![Vec::new(); n]),
-            };
-            Tensor { name: spec.name.clone(), shape, data }
+            Tensor { name: spec.name.clone(), shape, data: zeros(spec.datatype, n) }
         })
         .collect()
+}
+
+/// `n` zeros of `datatype` (empty strings for BYTES).
+pub fn zeros(datatype: DataType, n: usize) -> TensorData {
+    match datatype {
+        DataType::Bool => TensorData::Bool(vec![false; n]),
+        DataType::Uint8 => TensorData::Uint8(vec![0; n]),
+        DataType::Int8 => TensorData::Int8(vec![0; n]),
+        DataType::Int16 => TensorData::Int16(vec![0; n]),
+        DataType::Int32 => TensorData::Int32(vec![0; n]),
+        DataType::Int64 => TensorData::Int64(vec![0; n]),
+        DataType::Fp16 => TensorData::Fp16(vec![half::f16::ZERO; n]),
+        DataType::Fp32 => TensorData::Fp32(vec![0.0; n]),
+        DataType::Fp64 => TensorData::Fp64(vec![0.0; n]),
+        DataType::Bytes => TensorData::Bytes(vec![Vec::new(); n]),
+    }
 }
 
 #[cfg(test)]

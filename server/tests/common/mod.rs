@@ -50,6 +50,9 @@ pub fn defaults() -> ModelSettings {
         idle_spin: Duration::from_micros(100),
         batchable: None,
         max_elements: 1 << 24,
+        dynamic_batching: true,
+        preferred_batch_sizes: vec![],
+        allow_timeout_override: true,
     }
 }
 
@@ -83,7 +86,8 @@ pub fn load(models: &[&str], settings: &ModelSettings) -> Result<Registry, Strin
     load_into(repo.path(), settings, &Metrics::new(ORT_VERSION))
 }
 
-fn load_into(repo: &Path, settings: &ModelSettings, metrics: &Metrics) -> Result<Registry, String> {
+/// Loads the repository at `repo` as the server would, or says why it cannot.
+pub fn load_into(repo: &Path, settings: &ModelSettings, metrics: &Metrics) -> Result<Registry, String> {
     let library = runtime::library_path(None);
     let env = runtime::environment(&library).unwrap_or_else(|e| panic!("{e} (the tests need ONNX Runtime)"));
     Registry::load(Some(repo), &[], settings, &env, Device::Cpu, metrics).map_err(|e| e.to_string())
@@ -96,8 +100,17 @@ pub fn start_full(
     max_body_bytes: usize,
     database: Option<&kubeinfer_server::config::DatabaseArgs>,
 ) -> TestApp {
+    start_in(repository(models), settings, max_body_bytes, database)
+}
+
+/// The app over the repository `repo` (kept until the app is dropped).
+pub fn start_in(
+    repo: tempfile::TempDir,
+    settings: ModelSettings,
+    max_body_bytes: usize,
+    database: Option<&kubeinfer_server::config::DatabaseArgs>,
+) -> TestApp {
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
-    let repo = repository(models);
     let registry = Arc::new(load_into(repo.path(), &settings, &metrics).expect("models load"));
     let predictions = database.map(|args| {
         let url = args.database_url.as_deref().expect("a database URL");
