@@ -142,13 +142,16 @@ pub struct ModelSource {
 
     /// The ONNX file: https://host/path, s3://bucket/key, gs://bucket/object (fetched by an init container
     /// with credentials from the pod's environment), pvc://claim/path/in/claim (mounted read-only), or
-    /// file:///path/in/the/image (a model baked into the server image).
+    /// file:///path/in/the/image (a model baked into the server image). A whole model directory (external
+    /// data, a Triton config.pbtxt, several versions) comes from an s3:// or gs:// prefix ending in '/' or
+    /// an archive ending in .tar, .tar.gz, .tgz or .zip; a flat one becomes version `version`.
     #[schemars(regex(
         pattern = r"^(https://[^/\s]+/\S+|s3://[^/\s]+/\S+|gs://[^/\s]+/\S+|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/\S+|file:///\S+)$"
     ))]
     pub uri: String,
 
-    /// Expected SHA-256 of the file, 64 lowercase hex digits; the download fails if it differs.
+    /// Expected SHA-256 of the file or archive, 64 lowercase hex digits (of a prefix: of `sha256sum`'s
+    /// listing of its files, sorted by path); the download fails if it differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,

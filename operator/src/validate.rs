@@ -7,8 +7,12 @@ use crate::crd::ModelDeploymentSpec;
 /// Where the server finds the model file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelUri {
-    /// https://, s3:// or gs://: fetched by the `pull` init container.
+    /// https://, s3:// or gs:// naming one file: fetched by the `pull` init container.
     Remote(String),
+    /// An s3:// or gs:// prefix (ending in '/') or an archive (.tar, .tar.gz, .tgz, .zip): pulled into a
+    /// model directory of Triton's layout, which the server serves as a repository. The same rule as
+    /// the server's `pull/kind.rs`.
+    RemoteDirectory(String),
     /// A path inside a PersistentVolumeClaim, mounted read-only.
     Pvc { claim: String, path: String },
     /// A path inside the server image.
@@ -29,9 +33,7 @@ pub fn parse_uri(uri: &str) -> Result<ModelUri, String> {
     }
     match scheme {
         "https" | "s3" | "gs" => match rest.split_once('/') {
-            Some((host, path)) if !host.is_empty() && !path.is_empty() => {
-                Ok(ModelUri::Remote(uri.to_string()))
-            }
+            Some((host, path)) if !host.is_empty() && !path.is_empty() => remote(scheme, uri, path),
             _ => Err(format!("model.uri {uri:?} needs a host or bucket and a path")),
         },
         "pvc" => match rest.split_once('/') {
@@ -44,6 +46,22 @@ pub fn parse_uri(uri: &str) -> Result<ModelUri, String> {
         "file" => Err(format!("model.uri {uri:?} must be file:///absolute/path")),
         other => Err(format!("model.uri scheme {other:?} is not one of https, s3, gs, pvc, file")),
     }
+}
+
+fn remote(scheme: &str, uri: &str, path: &str) -> Result<ModelUri, String> {
+    let path = path.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    if path.ends_with('/') && scheme == "https" {
+        return Err(format!(
+            "model.uri {uri:?} names a directory, which an https server cannot list: publish the model directory \
+             as an archive (.tar.gz, .tgz or .zip), or use s3:// or gs://"
+        ));
+    }
+    let archive = [".tar", ".tar.gz", ".tgz", ".zip"].iter().any(|suffix| path.ends_with(suffix));
+    Ok(if path.ends_with('/') || archive {
+        ModelUri::RemoteDirectory(uri.to_string())
+    } else {
+        ModelUri::Remote(uri.to_string())
+    })
 }
 
 /// The default of `spec.model.maxSize`.
@@ -131,6 +149,16 @@ mod tests {
     #[test]
     fn remote_uris_need_a_host_and_a_path() {
         assert_eq!(parse_uri("s3://bucket/m.onnx"), Ok(ModelUri::Remote("s3://bucket/m.onnx".into())));
+        assert_eq!(
+            parse_uri("s3://bucket/resnet/"),
+            Ok(ModelUri::RemoteDirectory("s3://bucket/resnet/".into()))
+        );
+        assert_eq!(
+            parse_uri("https://host/resnet.tar.gz?sig=x"),
+            Ok(ModelUri::RemoteDirectory("https://host/resnet.tar.gz?sig=x".into()))
+        );
+        assert_eq!(parse_uri("gs://b/r.ZIP"), Ok(ModelUri::RemoteDirectory("gs://b/r.ZIP".into())));
+        assert!(parse_uri("https://host/resnet/").unwrap_err().contains("an https server cannot list"));
         assert_eq!(
             parse_uri("https://host/"),
             Err("model.uri \"https://host/\" needs a host or bucket and a path".into())

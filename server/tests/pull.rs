@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -89,15 +89,7 @@ async fn misbehaving_server() -> SocketAddr {
     addr
 }
 
-fn pull(uri: &str, dest: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(common::server_binary())
-        .args(["pull", "--uri", uri, "--dest"])
-        .arg(dest)
-        .args(extra)
-        .envs(env.iter().copied())
-        .output()
-        .expect("the binary runs")
-}
+use common::pull;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -262,57 +254,16 @@ fn a_file_uri_copies_from_the_local_file_system() {
     assert_eq!(std::fs::read(&dest).unwrap(), content());
 }
 
-/// moto's S3 server on a free loopback port, stopped on drop.
-struct Moto(std::process::Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto(venv: &Path) -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(venv.join("bin/moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let server = Moto(child, port);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("moto_server did not listen on {port}");
-}
-
 #[test]
 fn an_s3_model_is_fetched_with_credentials_from_the_environment() {
     let Some(venv) = common::test_venv() else { return };
-    let s3 = moto(&venv);
-    let endpoint = format!("http://127.0.0.1:{}", s3.1);
+    let s3 = common::moto::start(&venv);
     let dir = tempfile::tempdir().unwrap();
     let object = dir.path().join("object.onnx");
     std::fs::write(&object, content()).unwrap();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-    ];
-    let script = format!(
-        "import boto3; s3 = boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
-         aws_access_key_id='test', aws_secret_access_key='test'); s3.create_bucket(Bucket='models'); \
-         s3.upload_file('{}', 'models', 'digits/1/model.onnx')",
-        object.display()
-    );
-    let put = Command::new(venv.join("bin/python")).args(["-c", &script]).output().unwrap();
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    s3.upload(&venv, "models", &[(&object, "digits/1/model.onnx")]);
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     let dest = dir.path().join("pulled/model.onnx");
     let out = pull("s3://models/digits/1/model.onnx", &dest, &["--sha256", &sha(&content())], &env);

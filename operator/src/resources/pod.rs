@@ -40,6 +40,8 @@ pub fn model_path(b: &Build) -> String {
         ModelUri::Remote(_) => {
             format!("{MODELS_DIR}/{}/{}/model.onnx", b.md.served_name(), b.md.spec.model.version)
         }
+        // The model directory; the server reads its parent as a repository.
+        ModelUri::RemoteDirectory(_) => format!("{MODELS_DIR}/{}", b.md.served_name()),
         ModelUri::Pvc { path, .. } => format!("{PVC_DIR}/{path}"),
         ModelUri::File(path) => path.clone(),
     }
@@ -82,8 +84,11 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 
 /// `kubeinfer-server pull` into the shared emptyDir, for models fetched over the network.
 pub fn pull_container(b: &Build) -> Option<Container> {
-    let ModelUri::Remote(uri) = b.uri else { return None };
+    let (ModelUri::Remote(uri) | ModelUri::RemoteDirectory(uri)) = b.uri else { return None };
     let mut args = vec!["pull".into(), "--uri".into(), uri.clone(), "--dest".into(), model_path(b)];
+    if matches!(b.uri, ModelUri::RemoteDirectory(_)) {
+        args.extend(["--model-version".into(), b.md.spec.model.version.to_string()]);
+    }
     if let Some(sha) = &b.md.spec.model.sha256 {
         args.extend(["--sha256".into(), sha.clone()]);
     }
@@ -172,26 +177,29 @@ fn resources(b: &Build) -> Option<ResourceRequirements> {
 }
 
 pub fn server_container(b: &Build) -> Container {
-    let model = format!("{}:{}={}", b.md.served_name(), b.md.spec.model.version, model_path(b));
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--log-format".into(),
-        "json".into(),
-        "--model".into(),
-        model,
+    let model = match b.uri {
+        ModelUri::RemoteDirectory(_) => ["--model-repository".into(), MODELS_DIR.into()],
+        _ => [
+            "--model".into(),
+            format!("{}:{}={}", b.md.served_name(), b.md.spec.model.version, model_path(b)),
+        ],
+    };
+    let mut args: Vec<String> = vec!["serve".into(), "--log-format".into(), "json".into()];
+    args.extend(model);
+    args.extend([
         "--http-port".into(),
         SERVER_PORT.to_string(),
         "--shutdown-delay".into(),
         format!("{SHUTDOWN_DELAY_SECONDS}s"),
         "--metrics-port".into(),
         METRICS_PORT.to_string(),
-    ];
+    ]);
     if b.md.spec.gpu.is_some() {
         args.extend(["--device".into(), "cuda".into()]);
     }
     let mut mounts = vec![mount("tmp", "/tmp", false)];
     match b.uri {
-        ModelUri::Remote(_) => mounts.push(mount("models", MODELS_DIR, true)),
+        ModelUri::Remote(_) | ModelUri::RemoteDirectory(_) => mounts.push(mount("models", MODELS_DIR, true)),
         ModelUri::Pvc { .. } => mounts.push(mount("model-source", PVC_DIR, true)),
         ModelUri::File(_) => {}
     }
@@ -264,7 +272,7 @@ pub fn volumes(b: &Build) -> Vec<Volume> {
     let mut volumes = vec![empty("tmp")];
     match b.uri {
         // The kubelet evicts a pod whose download outgrows this, should the pull's own cap not stop it.
-        ModelUri::Remote(_) => volumes.push(Volume {
+        ModelUri::Remote(_) | ModelUri::RemoteDirectory(_) => volumes.push(Volume {
             name: "models".into(),
             empty_dir: Some(EmptyDirVolumeSource {
                 size_limit: Some(max_model_size(b)),
@@ -313,4 +321,28 @@ pub fn tolerations(b: &Build) -> Option<Vec<Toleration>> {
         });
     }
     Some(tolerations).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::resources::testing::{build, md};
+    use crate::validate::parse_uri;
+
+    #[test]
+    fn a_model_directory_is_pulled_whole_and_served_as_a_repository() {
+        let md = md(json!({"model": {"uri": "s3://b/prod/resnet/", "name": "resnet", "version": 3}}));
+        let uri = parse_uri(&md.spec.model.uri).unwrap();
+        let b = build(&md, &uri);
+        let pull = pull_container(&b).unwrap();
+        assert_eq!(
+            pull.args.unwrap()[..6],
+            ["pull", "--uri", "s3://b/prod/resnet/", "--dest", "/models/resnet", "--model-version"]
+        );
+        let args = server_container(&b).args.unwrap();
+        assert_eq!(args[..5], ["serve", "--log-format", "json", "--model-repository", "/models"]);
+        assert!(!args.contains(&"--model".to_string()));
+    }
 }

@@ -55,15 +55,23 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// The model: https://host/path, s3://bucket/key, gs://bucket/object or file:///path. S3 and GCS
-    /// credentials come from the standard environment (AWS_* variables, IRSA, GOOGLE_* / workload identity);
-    /// AWS_ENDPOINT and AWS_ALLOW_HTTP=true point at S3-compatible stores.
+    /// The model: https://host/path, s3://bucket/key, gs://bucket/object or file:///path. A path ending
+    /// in '/' (s3, gs, file) pulls every object under it; one ending in .tar, .tar.gz, .tgz or .zip is
+    /// unpacked. S3 and GCS credentials come from the standard environment (AWS_* variables, IRSA,
+    /// GOOGLE_* / workload identity); AWS_ENDPOINT and AWS_ALLOW_HTTP=true point at S3-compatible stores.
     #[arg(long, env = "KUBEINFER_URI")]
     pub uri: String,
 
-    /// Where to write the file; its directory is created. The file appears only when complete and verified.
+    /// Where to write the file, or for a prefix or an archive the model directory (Triton's layout, for
+    /// `serve --model-repository` on its parent); its parent is created. It appears only when complete
+    /// and verified.
     #[arg(long, env = "KUBEINFER_DEST")]
     pub dest: PathBuf,
+
+    /// The version directory a pulled directory's files go into when it is flat (model.onnx at its top,
+    /// no config.pbtxt and no numbered directories).
+    #[arg(long, env = "KUBEINFER_MODEL_VERSION", default_value_t = 1)]
+    pub model_version: u64,
 
     /// The whole Authorization header for https:// and http:// (e.g. "Bearer ..."), in place of any
     /// user:password in the URI. From the environment only (a Secret's key in Kubernetes), so that it is
@@ -71,12 +79,14 @@ pub struct PullArgs {
     #[arg(skip = std::env::var("KUBEINFER_PULL_AUTHORIZATION").ok())]
     pub authorization: Option<String>,
 
-    /// Expected SHA-256 of the file, in hex; a mismatch fails the pull and leaves no file.
+    /// Expected SHA-256, in hex, of the file or archive (of a prefix: of the `sha256sum` listing of its
+    /// objects, sorted by path); a mismatch fails the pull and leaves nothing behind.
     #[arg(long, env = "KUBEINFER_SHA256", value_parser = parse_sha256)]
     pub sha256: Option<String>,
 
-    /// Largest file accepted, in bytes: a larger one fails the pull before (or as soon as) it outgrows
-    /// this, instead of filling the volume. Unset: no limit.
+    /// Largest model accepted, in bytes (a file, an archive and what it unpacks to, or a prefix's objects
+    /// together): a larger one fails the pull before (or as soon as) it outgrows this, instead of filling
+    /// the volume. Unset: no limit.
     #[arg(long, env = "KUBEINFER_MAX_BYTES")]
     pub max_bytes: Option<u64>,
 

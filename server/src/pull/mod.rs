@@ -1,8 +1,13 @@
-//! `kubeinfer-server pull`: fetches a model for the operator's init container. The file is written under
-//! a temporary name beside its destination and renamed into place only once it is complete and its
-//! checksum matches; transient failures are retried with backoff, resuming where the bytes stopped.
+//! `kubeinfer-server pull`: fetches a model for the operator's init container: one file, every object
+//! under a prefix, or an archive to unpack (`kind.rs`). What is fetched is written under a temporary
+//! name beside its destination and renamed into place only once it is complete and its checksum
+//! matches; transient failures are retried with backoff, resuming where the bytes stopped.
 
+mod directory;
+pub mod kind;
 pub mod source;
+mod tree;
+mod unpack;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::PullArgs;
 use crate::error::Error;
+use kind::Kind;
 use source::Source;
 
 /// How one attempt ended badly.
@@ -56,19 +62,39 @@ fn temporary_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.part-{}", std::process::id()))
 }
 
-/// Fetches `args.uri` into `args.dest`; returns the file's SHA-256.
+/// Fetches `args.uri` into `args.dest`; returns the SHA-256 it was checked against (the file's, the
+/// archive's, or the prefix listing's).
 pub async fn run(args: &PullArgs) -> Result<String, Error> {
     let uri = args.uri.as_str();
+    let kind = kind::of(uri).map_err(|reason| fail(uri, reason))?;
     let source = source::open(uri, args.authorization.as_deref()).map_err(|reason| fail(uri, reason))?;
     if let Some(parent) = args.dest.parent() {
         tokio::fs::create_dir_all(parent)
             .await
             .map_err(|e| fail(uri, format!("cannot create {}: {e}", parent.display())))?;
     }
+    match kind {
+        Kind::File => file(&source, args).await,
+        Kind::Archive(format) => directory::archive(&source, args, format).await,
+        Kind::Prefix => directory::prefix(&source, args).await,
+    }
+}
+
+async fn file(source: &Source, args: &PullArgs) -> Result<String, Error> {
+    let uri = args.uri.as_str();
     let tmp = temporary_path(&args.dest);
-    let result = fetch(&source, args, &tmp).await;
+    let result = match fetch(source, &source.path, args, args.max_bytes, &tmp).await {
+        Ok(digest) => match &args.sha256 {
+            Some(want) if *want != digest => {
+                Err(fail(uri, format!("checksum mismatch: expected sha256 {want}, got {digest}")))
+            }
+            _ => Ok(digest),
+        },
+        Err(e) => Err(e),
+    };
     match result {
         Ok(digest) => {
+            tracing::info!(sha256 = %digest, dest = %args.dest.display(), "model pulled");
             tokio::fs::rename(&tmp, &args.dest)
                 .await
                 .map_err(|e| fail(uri, format!("cannot move the file into {}: {e}", args.dest.display())))?;
@@ -86,7 +112,14 @@ pub async fn run(args: &PullArgs) -> Result<String, Error> {
     }
 }
 
-async fn fetch(source: &Source, args: &PullArgs, tmp: &Path) -> Result<String, Error> {
+/// Downloads the object at `object` into the new file `tmp`, at most `limit` bytes; returns its SHA-256.
+async fn fetch(
+    source: &Source,
+    object: &object_store::path::Path,
+    args: &PullArgs,
+    limit: Option<u64>,
+    tmp: &Path,
+) -> Result<String, Error> {
     let uri = args.uri.as_str();
     let mut file = tokio::fs::File::create(tmp)
         .await
@@ -96,7 +129,7 @@ async fn fetch(source: &Source, args: &PullArgs, tmp: &Path) -> Result<String, E
         Progress { written: 0, total: None, hasher: Sha256::new(), started: now, last_report: now };
     let mut attempt = 0;
     loop {
-        match attempt_once(source, args, &mut file, &mut progress).await {
+        match attempt_once(source, object, args, limit, &mut file, &mut progress).await {
             Ok(()) => break,
             Err(Failure::Permanent(reason)) => return Err(fail(uri, reason)),
             Err(Failure::Transient(reason)) if attempt < args.retries => {
@@ -113,19 +146,14 @@ async fn fetch(source: &Source, args: &PullArgs, tmp: &Path) -> Result<String, E
     }
     file.sync_all().await.map_err(|e| fail(uri, format!("cannot flush {}: {e}", tmp.display())))?;
     progress.report(true);
-    let digest = format!("{:x}", progress.hasher.finalize());
-    if let Some(want) = &args.sha256
-        && *want != digest
-    {
-        return Err(fail(uri, format!("checksum mismatch: expected sha256 {want}, got {digest}")));
-    }
-    tracing::info!(bytes = progress.written, sha256 = %digest, dest = %args.dest.display(), "model pulled");
-    Ok(digest)
+    Ok(format!("{:x}", progress.hasher.finalize()))
 }
 
 async fn attempt_once(
     source: &Source,
+    object: &object_store::path::Path,
     args: &PullArgs,
+    limit: Option<u64>,
     file: &mut tokio::fs::File,
     p: &mut Progress,
 ) -> Result<(), Failure> {
@@ -136,12 +164,12 @@ async fn attempt_once(
     };
     let resume = p.written > 0;
     let options = GetOptions { range: resume.then_some(GetRange::Offset(p.written)), ..Default::default() };
-    let got = match source.store.get_opts(&source.path, options).await {
+    let got = match source.store.get_opts(object, options).await {
         Ok(got) => got,
         // A server that cannot resume gets a fresh start rather than a failure.
         Err(e) if resume && !source::permanent(&e) => {
             restart(file, p).await?;
-            source.store.get_opts(&source.path, GetOptions::default()).await.map_err(classify)?
+            source.store.get_opts(object, GetOptions::default()).await.map_err(classify)?
         }
         Err(e) => return Err(classify(e)),
     };
@@ -150,7 +178,7 @@ async fn attempt_once(
     }
     p.total = Some(got.meta.size);
     let too_large = |bytes: u64| {
-        args.max_bytes.filter(|&max| bytes > max).map(|max| {
+        limit.filter(|&max| bytes > max).map(|max| {
             Failure::Permanent(format!("the model is larger than --max-bytes {max} (at least {bytes} bytes)"))
         })
     };

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 pub mod db;
+pub mod moto;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -251,4 +252,33 @@ pub fn test_venv() -> Option<PathBuf> {
         "run scripts/test-deps.sh (make test does)",
     );
     None
+}
+
+/// Runs `kubeinfer-server pull --uri URI --dest DEST EXTRA...` with `env` added.
+pub fn pull(uri: &str, dest: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(server_binary())
+        .args(["pull", "--uri", uri, "--dest"])
+        .arg(dest)
+        .args(extra)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+/// Every file and link below `root`, as sorted relative paths (hidden ones too, so that leftovers show).
+pub fn files_below(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                found.push(relative.display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
 }
