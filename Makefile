@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 SERVER := target/release/kubeinfer-server
 
-.PHONY: help run build ort helm test test-deps lint bench models clean-cache
+.PHONY: help run build ort helm test check test-deps lint bench models clean-cache images image-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,9 +32,18 @@ lint: ## formatting and clippy, warnings as errors
 
 # The end-to-end tests run on KUBEBUILDER_ASSETS when set, else on ../shared/envtest's control plane
 # (scripts/envtest-assets.sh); with neither (and no KUBEINFER_E2E_KUBECONFIG) they fail, never skip.
-test: test-deps lint ## every test (unit, integration, real clients, end-to-end)
+test: check ## every test: unit, integration, real clients, end-to-end, then the images (make image-test)
+	scripts/image-test.sh
+
+check: test-deps lint ## every test but the images: the quicker loop while developing
 	KUBEBUILDER_ASSETS=$${KUBEBUILDER_ASSETS:-$$(scripts/envtest-assets.sh)} KUBEINFER_REQUIRE_ALL=1 \
 	  KUBEINFER_TEST_VENV=$(CURDIR)/.cache/venv $(CARGO) test -j$(JOBS) --workspace
+
+images: ## build the server and operator images (podman or docker; LOCAL_BASES=1: bases made from Debian's archive)
+	scripts/images.sh
+
+image-test: test-deps ## build the images from local bases, start the server image, infer once, run the operator's --help
+	scripts/image-test.sh
 
 bench: ort test-deps ## benchmarks (serving, prediction log, operator at scale); docs/benchmarks.md records them
 	$(CARGO) build --release -j$(JOBS) -p kubeinfer-server -p kubeinfer-operator -p kubeinfer-tests

@@ -3,8 +3,13 @@
 #   docker build -f docker/operator.Dockerfile -t ghcr.io/kubeinfer/kubeinfer-operator:0.1.0 .
 # The chart runs it with --server-image, --metrics-port, --log-format and, with more than one replica,
 # --leader-election; POD_NAME and POD_NAMESPACE come from the downward API.
+# Each base image is a build argument (see docker/server.Dockerfile).
 
-FROM rust:1.95-bookworm AS build
+ARG RUST_IMAGE=rust:1.95-bookworm
+# distroless/cc: glibc, libgcc and CA certificates, no shell; the :nonroot tag runs as 65532.
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY operator operator
@@ -17,8 +22,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p kubeinfer-operator --bin kubeinfer-operator \
  && install -D -m 0755 target/release/kubeinfer-operator /out/kubeinfer-operator
 
-# distroless/cc: glibc, libgcc and CA certificates, no shell; the :nonroot tag runs as 65532.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/kubeinfer-operator /usr/local/bin/kubeinfer-operator
 USER 65532:65532
 EXPOSE 8080

@@ -7,9 +7,12 @@
 # (the operator passes it when spec.gpu.count > 0); it refuses to start rather than fall back to the CPU.
 
 ARG ORT_VERSION=1.31.1
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+ARG RUNTIME_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
 
 # --- build: the release binary (built on bookworm, glibc 2.36; runs on Ubuntu 24.04's glibc 2.39) ------
-FROM rust:1.95-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY operator operator
@@ -21,7 +24,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/kubeinfer-server /out/kubeinfer-server
 
 # --- ort: libonnxruntime.so plus the CUDA and shared provider libraries from the onnxruntime-gpu wheel ----
-FROM python:3.12-slim-bookworm AS ort
+FROM ${PYTHON_IMAGE} AS ort
 ARG ORT_VERSION
 RUN python -m pip download --no-cache-dir --no-deps --only-binary=:all: \
       --platform manylinux_2_28_x86_64 --python-version 3.12 --dest /wheel "onnxruntime-gpu==${ORT_VERSION}" \
@@ -34,8 +37,11 @@ RUN python -m pip download --no-cache-dir --no-deps --only-binary=:all: \
  && rm -rf /wheel /x
 
 # --- runtime ----------------------------------------------------------------------------------------------
-FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+FROM ${RUNTIME_IMAGE}
 ARG ORT_VERSION
+# Unpinned on purpose: the distribution's security updates replace these versions, so a pin would break
+# the build; the base image's tag fixes the release.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libstdc++6 libgcc-s1 \
  && rm -rf /var/lib/apt/lists/*

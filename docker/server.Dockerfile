@@ -2,12 +2,18 @@
 # kubeinfer-server, CPU. Build from the repository root (the context must be the root):
 #   docker build -f docker/server.Dockerfile -t ghcr.io/kubeinfer/kubeinfer-server:0.1.0 .
 # The same image runs the operator's init container (`kubeinfer-server pull ...`) and the server
-# (`kubeinfer-server serve --model-repository /models`).
+# (`kubeinfer-server serve --model-repository /models`). It carries examples/models in /models, so that
+# `docker run -p 8080:8080 IMAGE` serves them and a ModelDeployment can name file:///models/digits/1/model.onnx.
+# Each base image is a build argument: `make images LOCAL_BASES=1` builds with bases made from Debian's
+# archive (scripts/image-bases.sh) where no registry can be reached.
 
 ARG ORT_VERSION=1.31.1
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 # --- build: the release binary ---------------------------------------------------------------------------
-FROM rust:1.95-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Only what the workspace needs to resolve and build (every member's manifest must exist).
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
@@ -20,7 +26,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/kubeinfer-server /out/kubeinfer-server
 
 # --- ort: libonnxruntime.so from the PyPI wheel (as scripts/fetch-ort.sh does) ---------------------------
-FROM python:3.12-slim-bookworm AS ort
+FROM ${PYTHON_IMAGE} AS ort
 ARG ORT_VERSION
 RUN python -m pip download --no-cache-dir --no-deps --only-binary=:all: \
       --platform manylinux_2_28_x86_64 --python-version 3.12 --dest /wheel "onnxruntime==${ORT_VERSION}" \
@@ -29,17 +35,21 @@ RUN python -m pip download --no-cache-dir --no-deps --only-binary=:all: \
       "/out/libonnxruntime.so.${ORT_VERSION}"
 
 # --- runtime ----------------------------------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 ARG ORT_VERSION
 # ca-certificates: `pull` fetches https://, s3:// and gs:// models; libstdc++6/libgcc-s1: ONNX Runtime.
+# Unpinned on purpose: the distribution's security updates replace these versions, so a pin would break
+# the build; the base image's tag fixes the release.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libstdc++6 libgcc-s1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=ort /out/ /opt/onnxruntime/lib/
 COPY --from=build /out/kubeinfer-server /usr/local/bin/kubeinfer-server
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.${ORT_VERSION}
-# The model repository: the init container writes /models/<name>/<version>/model.onnx into an emptyDir here.
-RUN mkdir -p /models && chown 65532:65532 /models
+# The model repository: the examples, which the init container's emptyDir hides when it writes
+# /models/<name>/<version>/model.onnx here.
+COPY --chown=65532:65532 examples/models /models
 # Non-root, numeric so that runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532
 EXPOSE 8080

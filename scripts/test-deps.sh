@@ -10,6 +10,9 @@ dpkg -s libb64-0d >/dev/null 2>&1 || need_apt+=(libb64-0d)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # the TLS test makes its CA with it
+# make image-test: podman with runc (crun fails on this kind of VM), mmdebstrap for local base images.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman runc)
+command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo

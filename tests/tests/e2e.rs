@@ -48,7 +48,7 @@ async fn every_example_gets_the_children_its_spec_asks_for() {
     let ns = env.namespace("examples");
     let _operator = env.operator(Some(&ns), &[]);
     let client = env.client().await;
-    for file in ["cpu.yaml", "gpu.yaml", "autoscaled.yaml", "database.yaml", "edge.yaml"] {
+    for file in ["cpu.yaml", "https.yaml", "gpu.yaml", "autoscaled.yaml", "database.yaml", "edge.yaml"] {
         apply(env, &ns, &example(file));
     }
     let cpu = deployment(&client, &ns, "digits").await;
@@ -68,7 +68,10 @@ async fn every_example_gets_the_children_its_spec_asks_for() {
         (sc.read_only_root_filesystem, sc.allow_privilege_escalation, sc.run_as_non_root),
         (Some(true), Some(false), Some(true))
     );
-    assert_eq!(pod.init_containers.unwrap()[0].args.as_ref().unwrap()[0], "pull");
+    // The model is in the image: nothing to pull. The https example pulls it first.
+    assert_eq!(pod.init_containers, None);
+    let remote = deployment(&client, &ns, "digits-remote").await.spec.template.spec.unwrap();
+    assert_eq!(remote.init_containers.unwrap()[0].args.as_ref().unwrap()[0], "pull");
 
     let gpu = deployment(&client, &ns, "resnet50").await.spec.template.spec.unwrap();
     let limits = gpu.containers[0].resources.as_ref().unwrap().limits.as_ref().unwrap();
