@@ -53,6 +53,9 @@ bench: ort test-deps ## benchmarks (serving, prediction log, operator at scale);
 	@assets=$${KUBEBUILDER_ASSETS:-$$(scripts/envtest-assets.sh)}; \
 	 if [ -n "$$assets$$KUBEINFER_E2E_KUBECONFIG" ]; then KUBEBUILDER_ASSETS=$$assets target/release/kubeinfer-bench operator; \
 	 else echo "operator benchmark skipped: set KUBEBUILDER_ASSETS (see README) or KUBEINFER_E2E_KUBECONFIG"; fi
+	@# The web page in headless Chromium through the nginx edge: LCP and bytes, cold and warm cache.
+	set -o pipefail; KUBEINFER_TEST_VENV=$(CURDIR)/.cache/venv $(CARGO) test -q -j$(JOBS) -p kubeinfer-server \
+	  --test browser -- --nocapture 2>/dev/null | grep '^|'
 
 models: ## regenerate examples/models and the reference outputs (developer tooling)
 	python3 -m venv .cache/models-venv

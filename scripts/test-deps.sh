@@ -13,6 +13,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # the TLS test makes 
 # make image-test: podman with runc (crun fails on this kind of VM), mmdebstrap for local base images.
 command -v podman >/dev/null 2>&1 || need_apt+=(podman runc)
 command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
+# The browser test: headless Chromium and its WebDriver.
+[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || need_apt+=(chromium chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -4,69 +4,11 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use kubeinfer_tests::process::ServerProcess;
 use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::json;
 
-const NGINX: &str = "/usr/sbin/nginx";
-
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    /// The whole process group: a SIGKILLed master leaves its workers behind, holding the test's stderr.
-    fn drop(&mut self) {
-        kubeinfer_tests::process::stop_group(&mut self.child, "-TERM", Duration::from_secs(5));
-    }
-}
-
-/// nginx with the shipped config, its listen port and upstream pointed at this test's ports.
-fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
-    if !std::path::Path::new(NGINX).exists() {
-        kubeinfer_tests::require::missing(
-            &format!("{NGINX} is missing"),
-            "run scripts/test-deps.sh (make test does)",
-        );
-        return None;
-    }
-    let shipped = std::fs::read_to_string(common::workspace().join("manifests/nginx/nginx.conf")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    assert_eq!(shipped.matches("listen 8081;").count(), 1);
-    assert_eq!(shipped.matches("server 127.0.0.1:8080;").count(), 1);
-    let config = shipped
-        .replace("listen 8081;", &format!("listen 127.0.0.1:{port};"))
-        .replace("server 127.0.0.1:8080;", &format!("server {upstream};"));
-    let dir = tempfile::tempdir().unwrap();
-    // Worker processes drop to an unprivileged user when nginx starts as root: the prefix must be theirs too.
-    Command::new("chmod").arg("777").arg(dir.path()).status().unwrap();
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(NGINX)
-        .arg("-p")
-        .arg(format!("{}/", dir.path().display()))
-        .args(["-e", "stderr", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("nginx starts");
-    let edge = Nginx { child, port, _dir: dir };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(edge);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nginx did not listen on {port}");
-}
+use common::nginx::nginx;
 
 fn cache_control(r: &reqwest::Response) -> Vec<String> {
     r.headers().get_all(CACHE_CONTROL).iter().map(|v| v.to_str().unwrap().to_string()).collect()
@@ -100,6 +42,10 @@ async fn nginx_caches_hashed_assets_for_a_year_never_the_page_and_proxies_infere
         gzipped_total += r.bytes().await.unwrap().len();
     }
     assert!(gzipped_total < 100 * 1024, "the page and its assets are {gzipped_total} bytes gzipped");
+    // The page asks for the server's metadata at /v2 itself, not /v2/ (which nginx used to redirect to).
+    let metadata = client.get(format!("{base}/v2")).send().await.unwrap();
+    assert_eq!(metadata.status(), 200);
+    assert_eq!(metadata.json::<serde_json::Value>().await.unwrap()["name"], "kubeinfer");
     let missing = client.get(format!("{base}/assets/app.000000000000.js")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(cache_control(&missing), ["no-store"]);

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 pub mod db;
 pub mod moto;
+pub mod nginx;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
