@@ -53,7 +53,7 @@ ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.${ORT_VERSION} \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 RUN mkdir -p /models && chown 65532:65532 /models
 USER 65532:65532
-EXPOSE 8080
+EXPOSE 8080 8001
 LABEL org.opencontainers.image.title="kubeinfer-server-gpu" \
       org.opencontainers.image.description="Serves ONNX models over the Open Inference Protocol (CUDA 13)" \
       org.opencontainers.image.source="https://github.com/kubeinfer/kubeinfer" \

@@ -52,7 +52,7 @@ ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.${ORT_VERSION}
 COPY --chown=65532:65532 examples/models /models
 # Non-root, numeric so that runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532
-EXPOSE 8080
+EXPOSE 8080 8001
 LABEL org.opencontainers.image.title="kubeinfer-server" \
       org.opencontainers.image.description="Serves ONNX models over the Open Inference Protocol (CPU)" \
       org.opencontainers.image.source="https://github.com/kubeinfer/kubeinfer" \

@@ -110,7 +110,9 @@ async fn a_new_model_deployment_gets_every_child_then_its_status_then_an_applied
                 "--shutdown-delay",
                 "5s",
                 "--metrics-port",
-                "9090"
+                "9090",
+                "--grpc-port",
+                "8001"
             ])
         );
         let env_from = json!([{"configMapRef": {"name": "digits-server"}}]);

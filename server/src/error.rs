@@ -149,6 +149,21 @@ impl Error {
         }
     }
 
+    /// What any protocol tells the caller: the error's own words, or for the server's own failures a
+    /// fixed message and a request id to quote (the detail goes to the log under that id); and the
+    /// seconds to wait before retrying, for errors worth retrying.
+    pub fn public(&self) -> Public {
+        let retry_after = self.retry_after();
+        match self.fixed_message() {
+            Some(message) => {
+                let request_id = uuid::Uuid::now_v7().to_string();
+                tracing::error!(error = %self, %request_id, "request failed");
+                Public { message: message.to_string(), request_id: Some(request_id), retry_after }
+            }
+            None => Public { message: self.to_string(), request_id: None, retry_after },
+        }
+    }
+
     /// Seconds a caller should wait before retrying, for the errors that are worth retrying.
     fn retry_after(&self) -> Option<u32> {
         match self {
@@ -160,6 +175,13 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// An error as the caller sees it (`Error::public`).
+pub struct Public {
+    pub message: String,
+    pub request_id: Option<String>,
+    pub retry_after: Option<u32>,
 }
 
 impl From<crate::auth::Denied> for Error {
@@ -193,19 +215,15 @@ impl From<sqlx::Error> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let retry = self.retry_after();
-        let body = match self.fixed_message() {
-            // ONNX Runtime's or the database's own words are for the operator's log, not the caller:
-            // the caller gets an id to quote, the log gets the detail under it.
-            Some(message) => {
-                let request_id = uuid::Uuid::now_v7().to_string();
-                tracing::error!(error = %self, %request_id, "request failed");
-                serde_json::json!({ "error": message, "request_id": request_id })
-            }
-            None => serde_json::json!({ "error": self.to_string() }),
+        let public = self.public();
+        // ONNX Runtime's or the database's own words are for the operator's log, not the caller: the
+        // caller gets an id to quote, the log gets the detail under it.
+        let body = match &public.request_id {
+            Some(request_id) => serde_json::json!({ "error": public.message, "request_id": request_id }),
+            None => serde_json::json!({ "error": public.message }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Some(seconds) = retry {
+        if let Some(seconds) = public.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {

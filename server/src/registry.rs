@@ -212,6 +212,11 @@ impl Registry {
         model.versions.get(&v).cloned().ok_or_else(not_found)
     }
 
+    /// The versions served of model `name`, ascending; empty for a model not served.
+    pub fn versions(&self, name: &str) -> Vec<String> {
+        self.models.get(name).map(|m| m.versions.keys().map(u64::to_string).collect()).unwrap_or_default()
+    }
+
     pub fn models(&self) -> impl Iterator<Item = (&String, &ModelVersions)> {
         self.models.iter()
     }

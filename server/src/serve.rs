@@ -22,7 +22,7 @@ use crate::model::runtime::{self, ORT_VERSION};
 use crate::model::settings::ModelSettings;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::{http, shutdown};
+use crate::{grpc, http, shutdown};
 
 /// How often the API keys file is re-read; a mounted Secret changes within the kubelet's sync period.
 const KEYS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -82,6 +82,15 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         Some(port) => Some(serve_metrics(&args, port, state.clone(), connections).await?),
         None => None,
     };
+    let grpc_server = match args.grpc_port {
+        0 => None,
+        port => {
+            let stopped = draining.clone();
+            let limits = grpc::Limits { max_message_bytes: args.max_body_bytes };
+            let addr = SocketAddr::new(args.http_host, port);
+            Some(grpc::serve(addr, state.clone(), limits, async move { stopped.notified().await }).await?)
+        }
+    };
     let server = tokio::spawn(listener::serve(
         listener,
         http::api_app(state.clone(), metrics_server.is_none()),
@@ -92,6 +101,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
         Ok(registry) => registry,
         Err(e) => {
             server.abort();
+            if let Some(grpc) = &grpc_server {
+                grpc.abort();
+            }
             return Err(e);
         }
     };
@@ -99,6 +111,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     tracing::info!(models = registry.all().count(), "all models loaded; ready");
 
     let served = until_drained(server, &draining, args.drain_timeout).await;
+    // The gRPC calls under way had the same drain; whatever is left now is cut off with HTTP's.
+    if let Some(grpc) = grpc_server {
+        grpc.abort();
+    }
     // Scrapes go on through the drain, so the last numbers of a stopping pod are seen.
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();

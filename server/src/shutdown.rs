@@ -38,5 +38,8 @@ pub async fn drain(state: Arc<AppState>, delay: Duration, draining: Arc<Notify>)
     tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown requested: readiness is now 503");
     tokio::time::sleep(delay).await;
     tracing::info!("no longer accepting connections; finishing accepted requests");
+    // Wakes the gRPC server, already waiting; the permit wakes the drain deadline even when it starts
+    // waiting later (a SIGTERM while models load).
+    draining.notify_waiters();
     draining.notify_one();
 }

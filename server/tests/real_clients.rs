@@ -23,7 +23,8 @@ fn triton_python_client_with_its_defaults_gets_exact_answers() {
     );
 }
 
-fn perf_analyzer(venv: &std::path::Path, server: &ServerProcess, model: &str, extra: &[&str]) -> String {
+/// perf_analyzer's CSV for `model` at `url` over `protocol` (http or grpc), concurrency 4.
+fn perf_analyzer(venv: &std::path::Path, url: &str, protocol: &str, model: &str, extra: &[&str]) -> String {
     let cudart = std::fs::read_dir(venv.join("lib"))
         .ok()
         .and_then(|mut d| d.next())
@@ -33,7 +34,7 @@ fn perf_analyzer(venv: &std::path::Path, server: &ServerProcess, model: &str, ex
     let csv = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new(venv.join("bin/perf_analyzer"))
         .env("LD_LIBRARY_PATH", cudart)
-        .args(["-m", model, "-u", &server.addr.to_string(), "-i", "http", "--concurrency-range", "4"])
+        .args(["-m", model, "-u", url, "-i", protocol, "--concurrency-range", "4"])
         .args([
             "--measurement-mode",
             "count_windows",
@@ -65,7 +66,7 @@ fn perf_analyzer_runs_against_the_server_in_sync_and_async_mode_and_reads_its_st
     let repo = common::repository(&["heavy_mlp", "digits"]);
     let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
     for (model, extra) in [("heavy_mlp", &[][..]), ("digits", &["-a"][..])] {
-        let csv = perf_analyzer(&venv, &server, model, extra);
+        let csv = perf_analyzer(&venv, &server.addr.to_string(), "http", model, extra);
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().expect("a CSV header").split(',').collect();
         assert_eq!(&header[..3], ["Concurrency", "Inferences/Second", "Client Send"], "{csv}");
@@ -112,9 +113,27 @@ instance_group [ { count: 1, kind: KIND_CPU } ]
     )
     .unwrap();
     let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
-    let csv = perf_analyzer(&venv, &server, "digits", &["-b", "2"]);
+    let csv = perf_analyzer(&venv, &server.addr.to_string(), "http", "digits", &["-b", "2"]);
     let row: Vec<&str> = csv.lines().nth(1).expect("a result row").split(',').collect();
     assert_eq!(row[0], "4");
     let throughput: f64 = row[1].parse().unwrap();
     assert!(throughput > 0.0, "{csv}");
+}
+
+/// perf_analyzer over gRPC reads the model's configuration and statistics through Triton's gRPC
+/// extensions and sends raw tensor contents, in sync and async mode.
+#[test]
+fn perf_analyzer_runs_over_grpc_and_reads_the_servers_statistics() {
+    let Some(venv) = common::test_venv() else { return };
+    let repo = common::repository(&["heavy_mlp", "digits"]);
+    let (_server, addr) = common::with_grpc(repo.path(), &[]);
+    for (model, extra) in [("heavy_mlp", &[][..]), ("digits", &["-a"][..])] {
+        let csv = perf_analyzer(&venv, &addr, "grpc", model, extra);
+        let header: Vec<&str> = csv.lines().next().expect("a CSV header").split(',').collect();
+        assert!(header.contains(&"Server Compute Infer"), "{csv}");
+        let row: Vec<&str> = csv.lines().nth(1).expect("a result row").split(',').collect();
+        assert_eq!(row[0], "4");
+        let throughput: f64 = row[1].parse().unwrap();
+        assert!(throughput > 0.0, "{model}: {csv}");
+    }
 }

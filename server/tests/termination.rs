@@ -8,6 +8,7 @@ use std::process::Command;
 
 fn run(log: &Path, args: &[&str]) -> String {
     let out = Command::new(common::server_binary())
+        .env("KUBEINFER_GRPC_PORT", "0")
         .arg("--termination-log")
         .arg(log)
         .args(args)

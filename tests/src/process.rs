@@ -33,6 +33,11 @@ impl ServerProcess {
     /// and whose `addr` field is the address it serves on.
     pub fn spawn(mut cmd: Command, message: &str) -> ServerProcess {
         use std::os::unix::process::CommandExt;
+        // Tests and benchmarks run several servers at once: gRPC's fixed default port stays off unless
+        // the caller asks for it (a --grpc-port argument wins over this).
+        if !cmd.get_envs().any(|(key, _)| key == "KUBEINFER_GRPC_PORT") {
+            cmd.env("KUBEINFER_GRPC_PORT", "0");
+        }
         // Its own process group, so that the watchdog can stop it if this test process dies.
         let mut child = cmd
             .stdout(Stdio::null())

@@ -95,12 +95,19 @@ async fn every_example_gets_the_children_its_spec_asks_for() {
     let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
     let ports: Vec<i32> =
         svc.get("digits-edge").await.unwrap().spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
-    assert_eq!(ports, [8081, 9090], "with the edge on, the API is reachable only through nginx");
+    assert_eq!(
+        ports,
+        [8081, 8001, 9090],
+        "with the edge on, HTTP is reachable only through nginx; gRPC directly"
+    );
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     let ingress = policies.get("digits-edge").await.unwrap().spec.unwrap().ingress.unwrap();
     let admitted: Vec<_> =
         ingress.iter().flat_map(|r| r.ports.iter().flatten()).map(|p| p.port.clone()).collect();
-    assert_eq!(admitted, [Some(IntOrString::Int(8081)), Some(IntOrString::Int(9090))]);
+    assert_eq!(
+        admitted,
+        [Some(IntOrString::Int(8081)), Some(IntOrString::Int(8001)), Some(IntOrString::Int(9090))]
+    );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     assert!(cms.get("digits-edge-edge").await.unwrap().data.unwrap()["nginx.conf"].contains("immutable"));
 

@@ -23,6 +23,8 @@ use crate::validate::ModelUri;
 pub const MANAGER: &str = "kubeinfer-operator";
 /// Port of the server's HTTP API (inference, health, the prediction log).
 pub const SERVER_PORT: i32 = 8080;
+/// Port of the server's gRPC API (the Open Inference Protocol's service, `--grpc-port`).
+pub const GRPC_PORT: i32 = 8001;
 /// Port of the nginx edge, when enabled.
 pub const EDGE_PORT: i32 = 8081;
 /// Port of the server's /metrics (`--metrics-port`), apart from the API so that scrapers can be let in

@@ -1,5 +1,6 @@
-//! The NetworkPolicy (networking.k8s.io/v1) in front of the server pods: the API port, the edge's when
-//! the edge fronts the server (so nothing reaches the server past nginx), open to the spec's `from`; the
+//! The NetworkPolicy (networking.k8s.io/v1) in front of the server pods: the HTTP API port, the edge's
+//! when the edge fronts the server (so no HTTP reaches the server past nginx), and gRPC's, open to the
+//! spec's `from`; the
 //! metrics port to `metricsFrom`; every other port closed. The edge reaches the server over the pod's
 //! loopback, which no NetworkPolicy filters.
 
@@ -8,7 +9,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Build, EDGE_PORT, METRICS_PORT, SERVER_PORT};
+use super::{Build, EDGE_PORT, GRPC_PORT, METRICS_PORT, SERVER_PORT};
 
 pub fn network_policy(b: &Build) -> Option<NetworkPolicy> {
     let spec = b.md.spec.network_policy.clone().unwrap_or_default();
@@ -21,20 +22,28 @@ pub fn network_policy(b: &Build) -> Option<NetworkPolicy> {
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(b.selector()),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![rule(api_port, spec.from), rule(METRICS_PORT, spec.metrics_from)]),
+            ingress: Some(vec![
+                rule(&[api_port, GRPC_PORT], spec.from),
+                rule(&[METRICS_PORT], spec.metrics_from),
+            ]),
             ..Default::default()
         }),
     })
 }
 
-/// Ingress to `port` from `from`; an empty `from` admits every source (on that port only).
-fn rule(port: i32, from: Vec<NetworkPolicyPeer>) -> NetworkPolicyIngressRule {
+/// Ingress to `ports` from `from`; an empty `from` admits every source (on those ports only).
+fn rule(ports: &[i32], from: Vec<NetworkPolicyPeer>) -> NetworkPolicyIngressRule {
     NetworkPolicyIngressRule {
-        ports: Some(vec![NetworkPolicyPort {
-            port: Some(IntOrString::Int(port)),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(
+            ports
+                .iter()
+                .map(|&port| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(port)),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         from: Some(from).filter(|f| !f.is_empty()),
     }
 }
@@ -59,6 +68,10 @@ mod tests {
         json!([{"port": n, "protocol": "TCP"}])
     }
 
+    fn api(http: i32) -> Value {
+        json!([{"port": http, "protocol": "TCP"}, {"port": 8001, "protocol": "TCP"}])
+    }
+
     #[test]
     fn by_default_the_api_and_metrics_ports_are_open_to_anyone_and_nothing_else_is() {
         let pods =
@@ -68,15 +81,15 @@ mod tests {
             Some(json!({
                 "podSelector": {"matchLabels": pods},
                 "policyTypes": ["Ingress"],
-                "ingress": [{"ports": port(8080)}, {"ports": port(9090)}],
+                "ingress": [{"ports": api(8080)}, {"ports": port(9090)}],
             }))
         );
     }
 
     #[test]
-    fn with_the_edge_on_only_the_edge_port_is_open_so_nothing_bypasses_nginx() {
+    fn with_the_edge_on_only_the_edge_port_is_open_to_http_so_nothing_bypasses_nginx() {
         let spec = policy(json!({"edge": {"enabled": true}})).unwrap();
-        assert_eq!(spec["ingress"][0]["ports"], port(8081));
+        assert_eq!(spec["ingress"][0]["ports"], api(8081));
         assert_eq!(spec["ingress"][1]["ports"], port(9090));
     }
 

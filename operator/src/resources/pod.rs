@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Build, METRICS_PORT, SERVER_PORT, configmap, edge};
+use super::{Build, GRPC_PORT, METRICS_PORT, SERVER_PORT, configmap, edge};
 use crate::validate::{DEFAULT_MAX_MODEL_SIZE, ModelUri, quantity_bytes};
 
 /// Seconds the server keeps answering after SIGTERM before it stops accepting (its --shutdown-delay).
@@ -193,6 +193,8 @@ pub fn server_container(b: &Build) -> Container {
         format!("{SHUTDOWN_DELAY_SECONDS}s"),
         "--metrics-port".into(),
         METRICS_PORT.to_string(),
+        "--grpc-port".into(),
+        GRPC_PORT.to_string(),
     ]);
     if b.md.spec.gpu.is_some() {
         args.extend(["--device".into(), "cuda".into()]);
@@ -224,6 +226,12 @@ pub fn server_container(b: &Build) -> Container {
             ContainerPort {
                 name: Some("http".into()),
                 container_port: SERVER_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("grpc".into()),
+                container_port: GRPC_PORT,
                 protocol: Some("TCP".into()),
                 ..Default::default()
             },

@@ -1,10 +1,11 @@
-//! The Service in front of the server pods: the metrics port 9090, and the API: 8080, or only the edge's
-//! 8081 when the nginx edge is enabled, so that callers cannot go round it.
+//! The Service in front of the server pods: the metrics port 9090, gRPC's 8001 (appProtocol grpc), and
+//! the HTTP API: 8080, or only the edge's 8081 when the nginx edge is enabled, so that HTTP callers cannot
+//! go round it. gRPC reaches the server directly, with its own API keys and message size limit.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Build, EDGE_PORT, METRICS_PORT, SERVER_PORT};
+use super::{Build, EDGE_PORT, GRPC_PORT, METRICS_PORT, SERVER_PORT};
 
 pub fn service(b: &Build) -> Service {
     let port = |name: &str, number: i32| ServicePort {
@@ -15,7 +16,8 @@ pub fn service(b: &Build) -> Service {
         ..Default::default()
     };
     let api = if b.edge_enabled() { port("edge", EDGE_PORT) } else { port("http", SERVER_PORT) };
-    let ports = vec![api, port("metrics", METRICS_PORT)];
+    let grpc = ServicePort { app_protocol: Some("grpc".into()), ..port("grpc", GRPC_PORT) };
+    let ports = vec![api, grpc, port("metrics", METRICS_PORT)];
     Service {
         metadata: b.metadata(b.name()),
         spec: Some(ServiceSpec {
@@ -49,18 +51,30 @@ mod tests {
     }
 
     #[test]
-    fn the_service_exposes_the_api_or_only_the_edge_when_enabled_and_the_metrics() {
+    fn the_service_exposes_the_api_or_only_the_edge_when_enabled_grpc_and_the_metrics() {
         let http = ("http".to_string(), 8080, IntOrString::String("http".into()));
         let edge = ("edge".to_string(), 8081, IntOrString::String("edge".into()));
+        let grpc = ("grpc".to_string(), 8001, IntOrString::String("grpc".into()));
         let metrics = ("metrics".to_string(), 9090, IntOrString::String("metrics".into()));
-        assert_eq!(ports(json!({"model": {"uri": "s3://b/m.onnx"}})), vec![http.clone(), metrics.clone()]);
+        assert_eq!(
+            ports(json!({"model": {"uri": "s3://b/m.onnx"}})),
+            vec![http.clone(), grpc.clone(), metrics.clone()]
+        );
         assert_eq!(
             ports(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": false}})),
-            vec![http, metrics.clone()]
+            vec![http, grpc.clone(), metrics.clone()]
         );
         assert_eq!(
             ports(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": true}})),
-            vec![edge, metrics]
+            vec![edge, grpc, metrics]
         );
+    }
+
+    #[test]
+    fn the_grpc_port_says_it_speaks_grpc() {
+        let md = md(json!({"model": {"uri": "s3://b/m.onnx"}}));
+        let s = service(&build(&md, &ModelUri::Remote("s3://b/m.onnx".into())));
+        let grpc = s.spec.unwrap().ports.unwrap().into_iter().find(|p| p.port == 8001).unwrap();
+        assert_eq!(grpc.app_protocol.as_deref(), Some("grpc"));
     }
 }

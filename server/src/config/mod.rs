@@ -146,6 +146,11 @@ pub struct ServeArgs {
     #[arg(long, env = "KUBEINFER_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
 
+    /// Port for the Open Inference Protocol over gRPC (inference.GRPCInferenceService and
+    /// grpc.health.v1), on the same host as HTTP; 8001 as in Triton. 0 turns gRPC off.
+    #[arg(long, env = "KUBEINFER_GRPC_PORT", default_value_t = 8001)]
+    pub grpc_port: u16,
+
     #[command(flatten)]
     pub exposure: ExposureArgs,
 

@@ -3,10 +3,10 @@
 mod api;
 mod auth;
 mod body;
-mod health;
+pub mod health;
 mod infer;
 pub mod limits;
-mod models;
+pub mod models;
 mod prediction_log;
 pub mod web;
 

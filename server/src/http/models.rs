@@ -53,11 +53,7 @@ async fn metadata(
 }
 
 fn versions_of(registry: &Registry, name: &str) -> Vec<String> {
-    registry
-        .models()
-        .find(|(n, _)| *n == name)
-        .map(|(_, m)| m.versions.keys().map(u64::to_string).collect())
-        .unwrap_or_default()
+    registry.versions(name)
 }
 
 /// The Open Inference Protocol's model metadata.

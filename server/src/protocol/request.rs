@@ -91,25 +91,29 @@ pub fn decode_request(body: &[u8], header_length: Option<&str>) -> Result<InferR
     })
 }
 
-fn decode_input(input: &InputHeader, binary_part: &mut &[u8]) -> Result<Tensor, String> {
-    let datatype: DataType = input.datatype.parse().map_err(|_| {
+/// An input's datatype and shape as sent, checked: the datatype, the shape in elements per dimension,
+/// and how many elements that shape holds. REST and gRPC both go through here.
+pub fn tensor_header(datatype: &str, shape: &[i64]) -> Result<(DataType, Vec<usize>, usize), String> {
+    let parsed: DataType = datatype.parse().map_err(|_| {
         format!(
-            "unknown datatype {:?}; expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES",
-            input.datatype
+            "unknown datatype {datatype:?}; expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES"
         )
     })?;
-    let shape = input
-        .shape
+    let dims = shape
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("shape {:?} has a negative dimension", input.shape)))
+        .map(|&d| usize::try_from(d).map_err(|_| format!("shape {shape:?} has a negative dimension")))
         .collect::<Result<Vec<usize>, String>>()?;
-    let expected = element_count(&shape).ok_or_else(|| format!("shape {:?} is too large", input.shape))?;
-    if datatype == DataType::Bytes && expected > MAX_BYTES_ELEMENTS {
+    let expected = element_count(&dims).ok_or_else(|| format!("shape {shape:?} is too large"))?;
+    if parsed == DataType::Bytes && expected > MAX_BYTES_ELEMENTS {
         return Err(format!(
-            "shape {:?} holds {expected} BYTES elements, more than the {MAX_BYTES_ELEMENTS} allowed",
-            input.shape
+            "shape {shape:?} holds {expected} BYTES elements, more than the {MAX_BYTES_ELEMENTS} allowed"
         ));
     }
+    Ok((parsed, dims, expected))
+}
+
+fn decode_input(input: &InputHeader, binary_part: &mut &[u8]) -> Result<Tensor, String> {
+    let (datatype, shape, expected) = tensor_header(&input.datatype, &input.shape)?;
     let parameters = parameters(input.parameters)?;
     let parameters = parameters.as_ref();
     if parameters.is_some_and(|p| p.contains_key("shared_memory_region")) {

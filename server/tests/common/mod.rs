@@ -283,3 +283,19 @@ pub fn files_below(root: &Path) -> Vec<String> {
     found.sort();
     found
 }
+
+/// The real server over `repo`, with gRPC on a free port; returns it and gRPC's `127.0.0.1:PORT`.
+pub fn with_grpc(repo: &Path, extra: &[&str]) -> (kubeinfer_tests::process::ServerProcess, String) {
+    let port = kubeinfer_tests::process::free_port().to_string();
+    let mut args = vec!["--grpc-port", port.as_str()];
+    args.extend_from_slice(extra);
+    let server = kubeinfer_tests::process::ServerProcess::start(server_binary(), repo, &args);
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return (server, addr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("gRPC did not listen on {addr}");
+}

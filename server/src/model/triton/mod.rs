@@ -16,23 +16,20 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 use crate::error::Error;
 
-/// Types generated from `proto/model_config.proto` by `build.rs`.
-#[allow(clippy::all)]
-pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/inference.rs"));
-}
+pub use crate::proto;
 
 /// The file name Triton gives a model's configuration.
 pub const CONFIG_FILE: &str = "config.pbtxt";
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
-fn model_config_descriptor() -> Result<MessageDescriptor, String> {
+/// A message of `proto/` by its full name (`inference.ModelConfig`), for parsing and converting it
+/// without generated code.
+pub fn message_descriptor(name: &str) -> Result<MessageDescriptor, String> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     let pool = POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string()));
-    let pool = pool.as_ref().map_err(|e| format!("the built-in model config schema is broken: {e}"))?;
-    pool.get_message_by_name("inference.ModelConfig")
-        .ok_or_else(|| "the built-in model config schema lacks inference.ModelConfig".to_string())
+    let pool = pool.as_ref().map_err(|e| format!("the built-in protobuf schema is broken: {e}"))?;
+    pool.get_message_by_name(name).ok_or_else(|| format!("the built-in protobuf schema lacks {name}"))
 }
 
 /// A model's `config.pbtxt`, parsed and interpreted.
@@ -70,7 +67,7 @@ pub fn read(path: &Path) -> Result<proto::ModelConfig, Error> {
 /// in the original text.
 pub fn parse(text: &str) -> Result<proto::ModelConfig, String> {
     const MISSING_COLON: &str = "expected ':' or a message value, but found '['";
-    let descriptor = model_config_descriptor()?;
+    let descriptor = message_descriptor("inference.ModelConfig")?;
     let mut current = text.to_string();
     let mut inserted: Vec<usize> = Vec::new();
     loop {
