@@ -66,17 +66,21 @@ fn perf_analyzer_runs_against_the_server_in_sync_and_async_mode_and_reads_its_st
     let repo = common::repository(&["heavy_mlp", "digits"]);
     let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
     for (model, extra) in [("heavy_mlp", &[][..]), ("digits", &["-a"][..])] {
-        let csv = perf_analyzer(&venv, &server.addr.to_string(), "http", model, extra);
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().expect("a CSV header").split(',').collect();
-        assert_eq!(&header[..3], ["Concurrency", "Inferences/Second", "Client Send"], "{csv}");
-        // With the statistics extension advertised, perf_analyzer reports the server-side split too.
-        assert!(header.contains(&"Server Compute Infer"), "{csv}");
-        let row: Vec<&str> = lines.next().expect("a result row").split(',').collect();
-        assert_eq!(row[0], "4");
-        let throughput: f64 = row[1].parse().unwrap();
-        assert!(throughput > 0.0, "{model}: {csv}");
+        measured(&perf_analyzer(&venv, &server.addr.to_string(), "http", model, extra), model);
     }
+}
+
+/// Checks that perf_analyzer's CSV has a row at concurrency 4 with a throughput, and the server-side
+/// split it reports only when the statistics extension answers.
+fn measured(csv: &str, model: &str) {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("a CSV header").split(',').collect();
+    assert_eq!(&header[..3], ["Concurrency", "Inferences/Second", "Client Send"], "{csv}");
+    assert!(header.contains(&"Server Compute Infer"), "{csv}");
+    let row: Vec<&str> = lines.next().expect("a result row").split(',').collect();
+    assert_eq!(row[0], "4");
+    let throughput: f64 = row[1].parse().unwrap();
+    assert!(throughput > 0.0, "{model}: {csv}");
 }
 
 /// perf_analyzer reads the model's configuration to shape its requests, so this is Triton's own client
@@ -113,11 +117,7 @@ instance_group [ { count: 1, kind: KIND_CPU } ]
     )
     .unwrap();
     let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
-    let csv = perf_analyzer(&venv, &server.addr.to_string(), "http", "digits", &["-b", "2"]);
-    let row: Vec<&str> = csv.lines().nth(1).expect("a result row").split(',').collect();
-    assert_eq!(row[0], "4");
-    let throughput: f64 = row[1].parse().unwrap();
-    assert!(throughput > 0.0, "{csv}");
+    measured(&perf_analyzer(&venv, &server.addr.to_string(), "http", "digits", &["-b", "2"]), "digits");
 }
 
 /// perf_analyzer over gRPC reads the model's configuration and statistics through Triton's gRPC
@@ -128,12 +128,6 @@ fn perf_analyzer_runs_over_grpc_and_reads_the_servers_statistics() {
     let repo = common::repository(&["heavy_mlp", "digits"]);
     let (_server, addr) = common::with_grpc(repo.path(), &[]);
     for (model, extra) in [("heavy_mlp", &[][..]), ("digits", &["-a"][..])] {
-        let csv = perf_analyzer(&venv, &addr, "grpc", model, extra);
-        let header: Vec<&str> = csv.lines().next().expect("a CSV header").split(',').collect();
-        assert!(header.contains(&"Server Compute Infer"), "{csv}");
-        let row: Vec<&str> = csv.lines().nth(1).expect("a result row").split(',').collect();
-        assert_eq!(row[0], "4");
-        let throughput: f64 = row[1].parse().unwrap();
-        assert!(throughput > 0.0, "{model}: {csv}");
+        measured(&perf_analyzer(&venv, &addr, "grpc", model, extra), model);
     }
 }

@@ -7,6 +7,7 @@ import time
 
 import grpc
 import numpy as np
+from echo_cases import ARRAYS, DATATYPES
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
@@ -54,20 +55,7 @@ def main(url):
     check(np.array_equal(result.as_numpy("y"), 2 * x + 1) and result.as_numpy("total") is None,
           "affine v1, only the output asked for")
 
-    arrays = {
-        "bool": np.array([[True, False]]),
-        "uint8": np.array([[0, 255]], dtype=np.uint8),
-        "int8": np.array([[-128, 127]], dtype=np.int8),
-        "int16": np.array([[-32768, 32767]], dtype=np.int16),
-        "int32": np.array([[-(2**31), 2**31 - 1]], dtype=np.int32),
-        "int64": np.array([[-(2**63), 2**63 - 1]], dtype=np.int64),
-        "fp16": np.array([[0.5, -65504]], dtype=np.float16),
-        "fp32": np.array([[np.inf, -0.0]], dtype=np.float32),
-        "fp64": np.array([[1e300, -2.5e-300]], dtype=np.float64),
-        "bytes": np.array([[b"h\xc3\xa9llo", b""]], dtype=np.object_),
-    }
-    types = {"bool": "BOOL", "uint8": "UINT8", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-             "fp16": "FP16", "fp32": "FP32", "fp64": "FP64", "bytes": "BYTES"}
+    arrays, types = ARRAYS, DATATYPES
     inputs = []
     for name, arr in arrays.items():
         i = grpcclient.InferInput(f"in_{name}", list(arr.shape), types[name])
