@@ -110,11 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     state.set_registry(registry.clone());
     tracing::info!(models = registry.all().count(), "all models loaded; ready");
 
-    let served = until_drained(server, &draining, args.drain_timeout).await;
-    // The gRPC calls under way had the same drain; whatever is left now is cut off with HTTP's.
-    if let Some(grpc) = grpc_server {
-        grpc.abort();
-    }
+    let served = until_drained(server, grpc_server, &draining, args.drain_timeout).await;
     // Scrapes go on through the drain, so the last numbers of a stopping pod are seen.
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
@@ -159,26 +155,37 @@ async fn load_models(
     }
 }
 
-/// Waits for the server to finish its graceful shutdown, for at most `timeout` once it stopped
-/// accepting: a client that never finishes its request must not keep the pod past its grace period.
+/// Waits for the HTTP and gRPC servers to finish their graceful shutdown, for at most `timeout` once
+/// they stopped accepting: a client that never finishes its request must not keep the pod past its grace
+/// period.
 async fn until_drained(
-    mut server: JoinHandle<()>,
+    http: JoinHandle<()>,
+    grpc: Option<JoinHandle<Result<(), Error>>>,
     draining: &Notify,
     timeout: Duration,
 ) -> Result<(), Error> {
+    let aborts: Vec<_> =
+        std::iter::once(http.abort_handle()).chain(grpc.iter().map(|g| g.abort_handle())).collect();
     let deadline = async {
         draining.notified().await;
         tokio::time::sleep(timeout).await;
     };
-    let served = tokio::select! {
-        served = &mut server => served,
+    let both = async {
+        let http = http.await.map_err(|join| Error::Serve(join.to_string()));
+        let grpc = match grpc {
+            Some(grpc) => grpc.await.map_err(|join| Error::Serve(join.to_string())).and_then(|served| served),
+            None => Ok(()),
+        };
+        http.and(grpc)
+    };
+    tokio::select! {
+        served = both => served,
         () = deadline => {
             tracing::warn!(timeout_ms = timeout.as_millis() as u64, "drain timeout: closing the connections still open");
-            server.abort();
-            return Ok(());
+            aborts.iter().for_each(|a| a.abort());
+            Ok(())
         }
-    };
-    served.map_err(|join| Error::Serve(join.to_string()))
+    }
 }
 
 /// How long the instance threads get to finish at exit. After a complete drain they are idle and stop

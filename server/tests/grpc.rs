@@ -56,3 +56,33 @@ print("the infer key is accepted")
     );
     assert!(stdout.contains("the infer key is accepted"), "{stdout}");
 }
+
+#[test]
+fn malformed_grpc_requests_are_invalid_argument_with_the_rest_messages_and_nothing_breaks() {
+    let Some(venv) = common::test_venv() else { return };
+    let repo = common::repository(&["affine"]);
+    let (_server, addr) = with_grpc(repo.path(), &[]);
+    common::python_check(
+        &venv,
+        "grpc_edge_cases.py",
+        &["malformed".as_ref(), addr.as_ref()],
+        "all malformed-request checks passed",
+    );
+}
+
+#[test]
+fn sigterm_lets_grpc_calls_in_flight_finish_with_their_answers_and_the_server_exits_zero() {
+    let Some(venv) = common::test_venv() else { return };
+    let repo = common::repository(&["affine"]);
+    // Batches wait 2 s for company: the calls are still queued when the server stops accepting at 1 s.
+    let (mut server, addr) = with_grpc(repo.path(), &["--shutdown-delay", "1s", "--max-queue-delay", "2s"]);
+    let pid = server.pid().to_string();
+    common::python_check(
+        &venv,
+        "grpc_edge_cases.py",
+        &["drain".as_ref(), addr.as_ref(), pid.as_ref()],
+        "all drain checks passed",
+    );
+    let status = server.wait(std::time::Duration::from_secs(20));
+    assert!(status.success(), "the server exited with {status}:\n{}", server.log_text());
+}
