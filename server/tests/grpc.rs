@@ -86,3 +86,18 @@ fn sigterm_lets_grpc_calls_in_flight_finish_with_their_answers_and_the_server_ex
     let status = server.wait(std::time::Duration::from_secs(20));
     assert!(status.success(), "the server exited with {status}:\n{}", server.log_text());
 }
+
+#[test]
+fn grpc_calls_share_the_servers_concurrency_limit_and_get_resource_exhausted_over_it() {
+    let Some(venv) = common::test_venv() else { return };
+    let repo = common::repository(&["affine"]);
+    // The first call waits 1 s in the queue for company, holding the only slot.
+    let (_server, addr) =
+        with_grpc(repo.path(), &["--max-concurrent-requests", "1", "--max-queue-delay", "1s"]);
+    common::python_check(
+        &venv,
+        "grpc_edge_cases.py",
+        &["limits".as_ref(), addr.as_ref()],
+        "all limit checks passed",
+    );
+}

@@ -97,18 +97,25 @@ impl GrpcInferenceService for Inference {
         }))
     }
 
+    /// Held to the same limits as REST: a --max-concurrent-requests slot, the message's bytes (twice:
+    /// the message and the tensors decoded from it) against the memory budget, and --handler-timeout.
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
         let model = self.model(&request, &request.get_ref().model_name, &request.get_ref().model_version)?;
+        let limits = &self.state.limits;
+        let _slot = limits.slot()?;
+        let _charged = limits.charge(2 * prost::Message::encoded_len(request.get_ref()))?;
         let decoded = codec::request(request.into_inner()).map_err(|message| {
             model.metrics.invalid.inc();
             Error::BadRequest(message)
         })?;
         let id = decoded.id.clone();
-        let outcome = model.infer(decoded).await?;
+        let outcome = tokio::time::timeout(limits.handler_timeout, model.infer(decoded))
+            .await
+            .map_err(|_| Error::HandlerTimeout { limit: limits.handler_timeout })??;
         let response = codec::response(&model.info.name, model.info.version, id, outcome.outputs);
         let total = started.elapsed();
         let m = &model.metrics;

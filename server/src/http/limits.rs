@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use super::SharedState;
 use crate::error::Error;
@@ -44,6 +44,11 @@ impl RequestLimits {
         }
     }
 
+    /// One of the --max-concurrent-requests slots, without waiting; held until dropped.
+    pub fn slot(&self) -> Result<SemaphorePermit<'_>, Error> {
+        self.requests.try_acquire().map_err(|_| Error::TooManyRequests { limit: self.max_requests })
+    }
+
     /// Charges `bytes` of request data against the memory budget, without waiting: the permit gives them
     /// back when dropped (when the response has been built).
     pub fn charge(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Error> {
@@ -64,8 +69,9 @@ pub async fn admit(State(state): State<SharedState>, request: Request, next: Nex
         return next.run(request).await;
     }
     let limits = &state.limits;
-    let Ok(_slot) = limits.requests.try_acquire() else {
-        return Error::TooManyRequests { limit: limits.max_requests }.into_response();
+    let _slot = match limits.slot() {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
     };
     match tokio::time::timeout(limits.handler_timeout, next.run(request)).await {
         Ok(response) => response,

@@ -4,6 +4,8 @@ definitions tritonclient ships (service_pb2):
                   message; typed contents answered exactly; the server still live afterwards.
   drain URL PID   eight calls queued (the server waits 2 s for company), then SIGTERM to PID: every call
                   still gets its exact answer while the server drains.
+  limits URL      with --max-concurrent-requests 1, a second call while one waits is RESOURCE_EXHAUSTED
+                  with REST's 429 message and retry-after metadata; the first is answered.
 Exits non-zero on the first failed check."""
 import os
 import signal
@@ -85,8 +87,26 @@ def drain(url, pid):
     print("all drain checks passed")
 
 
+def limits(url):
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(url))
+    first = stub.ModelInfer.future(request(contents=[1, 2, 3, 4]))
+    threading.Event().wait(0.3)
+    try:
+        stub.ModelInfer(request(contents=[1, 2, 3, 4]))
+        check(False, "a second call over the limit is refused")
+    except grpc.RpcError as e:
+        retry = dict(e.trailing_metadata() or ()).get("retry-after")
+        check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "more than 1 requests are in flight" in e.details()
+              and retry == "1", f"RESOURCE_EXHAUSTED: {e.details()} (retry-after {retry})")
+    y = np.frombuffer(first.result(timeout=10).raw_output_contents[0], dtype=np.float32)
+    check(y.tolist() == [3, 5, 7, 9], "the call holding the slot is answered")
+    print("all limit checks passed")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "malformed":
         malformed(sys.argv[2])
+    elif sys.argv[1] == "limits":
+        limits(sys.argv[2])
     else:
         drain(sys.argv[2], int(sys.argv[3]))
