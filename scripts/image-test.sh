@@ -9,7 +9,7 @@ cd "$root"
 engine=${ENGINE:-$(command -v podman || command -v docker || true)}
 [ -n "$engine" ] || { echo "image-test: install podman or docker (scripts/test-deps.sh does)" >&2; exit 1; }
 export ENGINE=$engine
-[[ $engine == *podman && -z ${CONTAINERS_CONF:-} ]] && export CONTAINERS_CONF=$root/.cache/containers.conf
+[[ $engine == *podman && -z ${CONTAINERS_CONF:-} ]] && export CONTAINERS_CONF=$(scripts/podman-conf.sh)
 
 hadolint=${HADOLINT:-$root/.cache/venv/bin/hadolint}
 "$hadolint" --failure-threshold warning docker/server.Dockerfile docker/operator.Dockerfile docker/server-gpu.Dockerfile

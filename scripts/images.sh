@@ -11,13 +11,7 @@ cd "$root"
 engine=${ENGINE:-$(command -v podman || command -v docker || true)}
 [ -n "$engine" ] || { echo "images: install podman or docker" >&2; exit 1; }
 tag=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
-if [[ $engine == *podman && -z ${CONTAINERS_CONF:-} ]]; then
-  # crun fails on this kind of VM, and podman's default ulimits exceed its hard limits.
-  mkdir -p .cache
-  printf '[engine]\nruntime = "runc"\n[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n' \
-    > .cache/containers.conf
-  export CONTAINERS_CONF=$root/.cache/containers.conf
-fi
+[[ $engine == *podman && -z ${CONTAINERS_CONF:-} ]] && export CONTAINERS_CONF=$(scripts/podman-conf.sh)
 
 server_args=() operator_args=() common=()
 if [ "${LOCAL_BASES:-0}" = 1 ]; then
