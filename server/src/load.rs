@@ -66,15 +66,18 @@ pub fn plan(dir: &ModelDir, defaults: &ModelSettings, server_device: Device) -> 
 /// The user's samples (`model_warmup`, then `warmup.json`), else a synthetic warm-up.
 fn warm_ups(dir: &ModelDir) -> Result<Vec<WarmUp>, Error> {
     let mut found = Vec::new();
-    if let (Some(t), Some(model_dir)) = (&dir.triton, &dir.dir)
+    // config.pbtxt sits in the model's directory, whose warmup/ holds the samples' data files.
+    if let Some(t) = &dir.triton
+        && let Some(model_dir) = t.path.parent()
         && !t.config.model_warmup.is_empty()
     {
         let samples = triton::warmup::samples(&t.config, model_dir)
             .map_err(|reason| Error::ModelConfig { path: t.path.clone(), reason })?;
         found.push(WarmUp::Triton { path: t.path.clone(), samples });
     }
-    if let WarmUp::Sample { path, body } = WarmUp::find(dir.warmup.as_deref())? {
-        found.push(WarmUp::Sample { path, body });
+    match WarmUp::find(dir.warmup.as_deref())? {
+        WarmUp::Synthetic => {}
+        sample => found.push(sample),
     }
     if found.is_empty() {
         found.push(WarmUp::Synthetic);

@@ -233,6 +233,14 @@ pub struct ModelMetrics {
 }
 
 impl ModelMetrics {
+    /// Counts an answered inference that took `total`, of which `model` in the queue and the model: the
+    /// rest is the server's own overhead.
+    pub fn succeeded(&self, total: std::time::Duration, model: std::time::Duration) {
+        self.success.inc();
+        self.duration.observe(total.as_secs_f64());
+        self.overhead.observe(total.saturating_sub(model).as_secs_f64());
+    }
+
     /// Counts a failed inference under its outcome label.
     pub fn failed(&self, error: &crate::error::Error) {
         match error.outcome() {

@@ -5,20 +5,16 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use common::{pull, sha, stderr};
+
 fn content() -> Vec<u8> {
     (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()
-}
-
-fn sha(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Serves `content()` at /model.onnx (with Range support), 404 elsewhere, always cuts /cut half-way, and
@@ -87,12 +83,6 @@ async fn misbehaving_server() -> SocketAddr {
         }
     });
     addr
-}
-
-use common::pull;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Files in `dir`, to show that nothing half-written is left behind.

@@ -7,20 +7,10 @@ mod common;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Output;
 
-use common::pull;
+use common::{pull, sha, stderr};
 use kubeinfer_tests::process::{ServerProcess, http_get};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn sha(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Serves `body` at every path over plain HTTP on loopback.
 async fn serve(body: Vec<u8>) -> SocketAddr {

@@ -22,10 +22,15 @@ pub struct Inference {
 }
 
 impl Inference {
+    /// The request's API key (the `authorization` metadata) allows inference, when keys are required.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let authorization = request.metadata().get("authorization").map(|v| v.as_bytes());
+        Ok(self.state.access.allow("grpc", authorization, Scope::Infer)?)
+    }
+
     /// The model a request names, once its API key (when keys are required) has the infer scope.
     fn model<T>(&self, request: &Request<T>, name: &str, version: &str) -> Result<Arc<ServedModel>, Status> {
-        let authorization = request.metadata().get("authorization").map(|v| v.as_bytes());
-        self.state.access.allow("grpc", authorization, Scope::Infer)?;
+        self.authorize(request)?;
         let version = Some(version).filter(|v| !v.is_empty());
         Ok(self.state.registry()?.get(name, version)?)
     }
@@ -113,16 +118,9 @@ impl GrpcInferenceService for Inference {
             Error::BadRequest(message)
         })?;
         let id = decoded.id.clone();
-        let outcome = tokio::time::timeout(limits.handler_timeout, model.infer(decoded))
-            .await
-            .map_err(|_| Error::HandlerTimeout { limit: limits.handler_timeout })??;
-        let response = codec::response(&model.info.name, model.info.version, id, outcome.outputs);
-        let total = started.elapsed();
-        let m = &model.metrics;
-        m.success.inc();
-        m.duration.observe(total.as_secs_f64());
-        m.overhead.observe(total.saturating_sub(outcome.queue_time + outcome.compute_time).as_secs_f64());
-        Ok(Response::new(response))
+        let outcome = limits.within_handler_timeout(model.infer(decoded)).await??;
+        model.metrics.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
+        Ok(Response::new(codec::response(&model.info.name, model.info.version, id, outcome.outputs)))
     }
 
     async fn model_config(
@@ -142,8 +140,7 @@ impl GrpcInferenceService for Inference {
         let registry = self.state.registry()?;
         let models: Vec<Arc<ServedModel>> = match req.name.as_str() {
             "" => {
-                let authorization = request.metadata().get("authorization").map(|v| v.as_bytes());
-                self.state.access.allow("grpc", authorization, Scope::Infer)?;
+                self.authorize(&request)?;
                 registry.all().cloned().collect()
             }
             name if req.version.is_empty() => {

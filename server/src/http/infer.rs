@@ -41,11 +41,7 @@ async fn infer(
         log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
     let (response, outcome, _) = result?;
-    let total = started.elapsed();
-    let m = &model.metrics;
-    m.success.inc();
-    m.duration.observe(total.as_secs_f64());
-    m.overhead.observe(total.saturating_sub(outcome.queue_time + outcome.compute_time).as_secs_f64());
+    model.metrics.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
     Ok(response)
 }
 

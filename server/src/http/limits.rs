@@ -49,6 +49,16 @@ impl RequestLimits {
         self.requests.try_acquire().map_err(|_| Error::TooManyRequests { limit: self.max_requests })
     }
 
+    /// Runs `work`, bounded by --handler-timeout (503 past it).
+    pub async fn within_handler_timeout<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.handler_timeout, work)
+            .await
+            .map_err(|_| Error::HandlerTimeout { limit: self.handler_timeout })
+    }
+
     /// Charges `bytes` of request data against the memory budget, without waiting: the permit gives them
     /// back when dropped (when the response has been built).
     pub fn charge(&self, bytes: usize) -> Result<OwnedSemaphorePermit, Error> {
@@ -73,10 +83,7 @@ pub async fn admit(State(state): State<SharedState>, request: Request, next: Nex
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
-    match tokio::time::timeout(limits.handler_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => Error::HandlerTimeout { limit: limits.handler_timeout }.into_response(),
-    }
+    limits.within_handler_timeout(next.run(request)).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// A quarter of the container's memory limit (cgroup v2, else v1), else 256 MiB.

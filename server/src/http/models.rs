@@ -47,13 +47,9 @@ async fn metadata(
     let registry = state.registry()?;
     let versions: Vec<String> = match &path.version {
         Some(_) => vec![model.info.version.to_string()],
-        None => versions_of(registry, &model.info.name),
+        None => registry.versions(&model.info.name),
     };
     Ok(Json(metadata_json(&model, versions)))
-}
-
-fn versions_of(registry: &Registry, name: &str) -> Vec<String> {
-    registry.versions(name)
 }
 
 /// The Open Inference Protocol's model metadata.
@@ -79,7 +75,7 @@ pub fn all_metadata(registry: &Registry) -> Vec<Value> {
         .models()
         .filter_map(|(name, m)| {
             let default = m.versions.get(&m.default)?;
-            Some(metadata_json(default, versions_of(registry, name)))
+            Some(metadata_json(default, registry.versions(name)))
         })
         .collect()
 }

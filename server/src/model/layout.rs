@@ -13,7 +13,6 @@ use crate::model::triton::{self, TritonConfig};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelDir {
     pub name: String,
-    pub dir: Option<PathBuf>,
     pub versions: Vec<(u64, PathBuf)>,
     pub config: Option<PathBuf>,
     pub triton: Option<TritonConfig>,
@@ -85,7 +84,7 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
     }
     let config = Some(dir.join("config.toml")).filter(|p| p.is_file());
     let warmup = Some(dir.join(crate::model::warmup::SAMPLE_FILE)).filter(|p| p.is_file());
-    Ok(ModelDir { name, dir: Some(dir.to_path_buf()), versions, config, triton, warmup })
+    Ok(ModelDir { name, versions, config, triton, warmup })
 }
 
 /// Adds `--model NAME:VERSION=PATH` files to what a repository scan found; a name may not be both.
@@ -114,7 +113,6 @@ pub fn with_files(
             Some(m) => m.versions.push((f.version, f.path.clone())),
             None => models.push(ModelDir {
                 name: f.name.clone(),
-                dir: None,
                 versions: vec![(f.version, f.path.clone())],
                 config: None,
                 triton: None,

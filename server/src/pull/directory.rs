@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::kind::Format;
 use super::source::{self, Source};
-use super::{fail, fetch, tree, unpack};
+use super::{fail, fetch, tree, unpack, verify};
 use crate::config::PullArgs;
 use crate::error::Error;
 
@@ -135,15 +135,6 @@ async fn download_all(
         manifest.push_str(&format!("{digest}  {relative}\n"));
     }
     Ok(format!("{:x}", Sha256::digest(manifest.as_bytes())))
-}
-
-fn verify(args: &PullArgs, digest: &str) -> Result<(), Error> {
-    match &args.sha256 {
-        Some(want) if want != digest => {
-            Err(fail(args.uri.as_str(), format!("checksum mismatch: expected sha256 {want}, got {digest}")))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// A fresh, empty directory beside `--dest` for the tree to be assembled in.

@@ -84,12 +84,7 @@ async fn file(source: &Source, args: &PullArgs) -> Result<String, Error> {
     let uri = args.uri.as_str();
     let tmp = temporary_path(&args.dest);
     let result = match fetch(source, &source.path, args, args.max_bytes, &tmp).await {
-        Ok(digest) => match &args.sha256 {
-            Some(want) if *want != digest => {
-                Err(fail(uri, format!("checksum mismatch: expected sha256 {want}, got {digest}")))
-            }
-            _ => Ok(digest),
-        },
+        Ok(digest) => verify(args, &digest).map(|()| digest),
         Err(e) => Err(e),
     };
     match result {
@@ -109,6 +104,16 @@ async fn file(source: &Source, args: &PullArgs) -> Result<String, Error> {
             let _ = tokio::fs::remove_file(&tmp).await;
             Err(e)
         }
+    }
+}
+
+/// Checks `digest` against `--sha256`, when one is given.
+fn verify(args: &PullArgs, digest: &str) -> Result<(), Error> {
+    match &args.sha256 {
+        Some(want) if want != digest => {
+            Err(fail(args.uri.as_str(), format!("checksum mismatch: expected sha256 {want}, got {digest}")))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -255,6 +255,17 @@ pub fn test_venv() -> Option<PathBuf> {
     None
 }
 
+/// The SHA-256 of `bytes` in hex, as `--sha256` takes it.
+pub fn sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// A finished command's standard error, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Runs `kubeinfer-server pull --uri URI --dest DEST EXTRA...` with `env` added.
 pub fn pull(uri: &str, dest: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     std::process::Command::new(server_binary())
