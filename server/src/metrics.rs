@@ -13,6 +13,24 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 const MODEL: &[&str] = &["model", "version"];
+const MODEL_PROTOCOL: &[&str] = &["model", "version", "protocol"];
+
+/// The protocol an inference request came over: the `protocol` label of the per-request series and the
+/// prediction log's `protocol` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Rest,
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rest => "rest",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
 
 pub struct Metrics {
     pub registry: Registry,
@@ -54,21 +72,21 @@ impl ModelSeries {
         ModelSeries {
             inference_requests: counter(
                 "kubeinfer_inference_requests_total",
-                "Inference requests by model, version and outcome (success, invalid, rejected, timeout, \
-                 cancelled, error).",
-                &["model", "version", "outcome"],
+                "Inference requests by model, version, protocol (rest, grpc) and outcome (success, invalid, \
+                 rejected, timeout, cancelled, error).",
+                &["model", "version", "protocol", "outcome"],
             ),
             inference_duration: histogram(
                 "kubeinfer_inference_request_duration_seconds",
                 "End-to-end server time of successful inference requests: decode, queue, compute, encode.",
-                MODEL,
+                MODEL_PROTOCOL,
                 LATENCY_BUCKETS,
             ),
             inference_overhead: histogram(
                 "kubeinfer_inference_overhead_seconds",
                 "Server time of successful inference requests excluding queue wait and model compute: \
                  the API's own cost (decode, validate, batch, split, encode).",
-                MODEL,
+                MODEL_PROTOCOL,
                 LATENCY_BUCKETS,
             ),
             queue_duration: histogram(
@@ -180,16 +198,9 @@ impl Metrics {
     pub fn for_model(&self, model: &str, version: u64) -> ModelMetrics {
         let v = version.to_string();
         let labels = [model, v.as_str()];
-        let outcome = |o: &str| self.model.inference_requests.with_label_values(&[model, &v, o]);
         ModelMetrics {
-            success: outcome("success"),
-            invalid: outcome("invalid"),
-            rejected: outcome("rejected"),
-            timeout: outcome("timeout"),
-            cancelled: outcome("cancelled"),
-            error: outcome("error"),
-            duration: self.model.inference_duration.with_label_values(&labels),
-            overhead: self.model.inference_overhead.with_label_values(&labels),
+            rest: self.outcomes(model, &v, Protocol::Rest),
+            grpc: self.outcomes(model, &v, Protocol::Grpc),
             queue: self.model.queue_duration.with_label_values(&labels),
             compute: self.model.compute_duration.with_label_values(&labels),
             batch_size: self.model.batch_size.with_label_values(&labels),
@@ -198,6 +209,23 @@ impl Metrics {
             load: self.model.load_duration.with_label_values(&labels),
             warmup_failures: self.model.warmup_failures.with_label_values(&labels),
             instance_deaths: self.model.instance_deaths.with_label_values(&labels),
+        }
+    }
+
+    fn outcomes(&self, model: &str, version: &str, protocol: Protocol) -> Outcomes {
+        let labels = [model, version, protocol.as_str()];
+        let outcome = |o: &str| {
+            self.model.inference_requests.with_label_values(&[model, version, protocol.as_str(), o])
+        };
+        Outcomes {
+            success: outcome("success"),
+            invalid: outcome("invalid"),
+            rejected: outcome("rejected"),
+            timeout: outcome("timeout"),
+            cancelled: outcome("cancelled"),
+            error: outcome("error"),
+            duration: self.model.inference_duration.with_label_values(&labels),
+            overhead: self.model.inference_overhead.with_label_values(&labels),
         }
     }
 
@@ -214,14 +242,8 @@ impl Metrics {
 /// One model version's series, resolved.
 #[derive(Clone)]
 pub struct ModelMetrics {
-    pub success: IntCounter,
-    pub invalid: IntCounter,
-    pub rejected: IntCounter,
-    pub timeout: IntCounter,
-    pub cancelled: IntCounter,
-    pub error: IntCounter,
-    pub duration: Histogram,
-    pub overhead: Histogram,
+    pub rest: Outcomes,
+    pub grpc: Outcomes,
     pub queue: Histogram,
     pub compute: Histogram,
     pub batch_size: Histogram,
@@ -233,6 +255,29 @@ pub struct ModelMetrics {
 }
 
 impl ModelMetrics {
+    /// The per-request series of requests that came over `protocol`.
+    pub fn over(&self, protocol: Protocol) -> &Outcomes {
+        match protocol {
+            Protocol::Rest => &self.rest,
+            Protocol::Grpc => &self.grpc,
+        }
+    }
+}
+
+/// One model version's per-request series for one protocol: outcomes and the time of answered requests.
+#[derive(Clone)]
+pub struct Outcomes {
+    pub success: IntCounter,
+    pub invalid: IntCounter,
+    pub rejected: IntCounter,
+    pub timeout: IntCounter,
+    pub cancelled: IntCounter,
+    pub error: IntCounter,
+    pub duration: Histogram,
+    pub overhead: Histogram,
+}
+
+impl Outcomes {
     /// Counts an answered inference that took `total`, of which `model` in the queue and the model: the
     /// rest is the server's own overhead.
     pub fn succeeded(&self, total: std::time::Duration, model: std::time::Duration) {
@@ -261,11 +306,14 @@ mod tests {
     fn model_series_appear_under_their_labels() {
         let m = Metrics::new("1.31.1");
         let mm = m.for_model("digits", 1);
-        mm.success.inc();
+        mm.over(Protocol::Grpc).success.inc();
         mm.batch_size.observe(8.0);
         let text = m.render();
         assert!(text.contains(
-            r#"kubeinfer_inference_requests_total{model="digits",outcome="success",version="1"} 1"#
+            r#"kubeinfer_inference_requests_total{model="digits",outcome="success",protocol="grpc",version="1"} 1"#
+        ));
+        assert!(text.contains(
+            r#"kubeinfer_inference_requests_total{model="digits",outcome="success",protocol="rest",version="1"} 0"#
         ));
         assert!(text.contains(r#"kubeinfer_inference_batch_size_sum{model="digits",version="1"} 8"#));
         assert!(text.contains(r#"kubeinfer_build_info{onnxruntime="1.31.1",version="0.1.0"} 1"#));
@@ -275,7 +323,7 @@ mod tests {
     fn two_instances_do_not_share_series() {
         let a = Metrics::new("x");
         let b = Metrics::new("x");
-        a.for_model("m", 1).success.inc();
-        assert!(!b.render().contains(r#"outcome="success",version="1"} 1"#));
+        a.for_model("m", 1).rest.success.inc();
+        assert!(!b.render().contains(r#"outcome="success",protocol="rest",version="1"} 1"#));
     }
 }

@@ -12,7 +12,7 @@ use crate::batch::{BatchConfig, Batcher, Limits};
 use crate::config::{Device, ModelFile};
 use crate::error::Error;
 use crate::load;
-use crate::metrics::{Metrics, ModelMetrics};
+use crate::metrics::{Metrics, ModelMetrics, Protocol};
 use crate::model::Runner;
 use crate::model::layout;
 use crate::model::settings::ModelSettings;
@@ -81,19 +81,21 @@ impl ServedModel {
         Ok(ServedModel { info, max_rows, stats, metrics, batcher })
     }
 
-    /// Validates `req`, queues it and waits for its outputs. Every outcome is counted.
-    pub async fn infer(&self, mut req: InferRequest) -> Result<InferOutcome, Error> {
+    /// Validates `req`, queues it and waits for its outputs. Every failure is counted under `protocol`
+    /// (success is counted by the caller, once the answer is encoded).
+    pub async fn infer(&self, mut req: InferRequest, protocol: Protocol) -> Result<InferOutcome, Error> {
         let started = Instant::now();
+        let counted = self.metrics.over(protocol);
         let checked = match self.info.signature.check(&self.info.name, &mut req, self.max_rows) {
             Ok(c) => c,
             Err(message) => {
-                self.metrics.invalid.inc();
+                counted.invalid.inc();
                 return Err(Error::BadRequest(message));
             }
         };
         let elements: usize = req.inputs.iter().map(|t| t.data.len()).sum();
         if elements > self.info.settings.max_elements {
-            self.metrics.invalid.inc();
+            counted.invalid.inc();
             return Err(Error::BadRequest(format!(
                 "the request's inputs hold {elements} elements, more than the {} that model '{}' accepts per \
                  request (max_elements)",
@@ -103,12 +105,13 @@ impl ServedModel {
         let settings = &self.info.settings;
         let timeout =
             req.timeout.filter(|_| settings.allow_timeout_override).unwrap_or(settings.request_timeout);
-        let result = self.batcher.submit(req.inputs, checked.rows, checked.alone, timeout).await;
+        let result =
+            self.batcher.submit(req.inputs, checked.rows, checked.alone, timeout, &counted.cancelled).await;
         let total = started.elapsed();
         let done = match result {
             Ok(done) => done,
             Err(e) => {
-                self.metrics.failed(&e);
+                counted.failed(&e);
                 self.stats.record_request(false, total, Duration::ZERO);
                 return Err(e);
             }

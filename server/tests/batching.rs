@@ -137,7 +137,10 @@ async fn a_request_still_queued_past_its_timeout_parameter_gets_503() {
     assert!(reply.error().starts_with("request to model 'affine' waited "), "{}", reply.error());
     let m = app.metrics().await;
     assert_eq!(
-        sample(&m, r#"kubeinfer_inference_requests_total{model="affine",outcome="timeout",version="2"}"#),
+        sample(
+            &m,
+            r#"kubeinfer_inference_requests_total{model="affine",outcome="timeout",protocol="rest",version="2"}"#
+        ),
         1.0
     );
 }

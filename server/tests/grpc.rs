@@ -58,16 +58,30 @@ print("the infer key is accepted")
 }
 
 #[test]
-fn malformed_grpc_requests_are_invalid_argument_with_the_rest_messages_and_nothing_breaks() {
+fn malformed_grpc_requests_are_invalid_argument_with_the_rest_messages_and_count_as_grpc() {
     let Some(venv) = common::test_venv() else { return };
     let repo = common::repository(&["affine"]);
-    let (_server, addr) = with_grpc(repo.path(), &[]);
+    let (server, addr) = with_grpc(repo.path(), &[]);
     common::python_check(
         &venv,
         "grpc_edge_cases.py",
         &["malformed".as_ref(), addr.as_ref()],
         "all malformed-request checks passed",
     );
+    let (_, metrics) =
+        kubeinfer_tests::process::http_get(&format!("http://{}/metrics", server.addr)).unwrap();
+    let requests = |protocol: &str, outcome: &str| {
+        common::sample(
+            &metrics,
+            &format!(
+                r#"kubeinfer_inference_requests_total{{model="affine",outcome="{outcome}",protocol="{protocol}",version="1"}}"#
+            ),
+        )
+    };
+    assert_eq!(requests("grpc", "invalid"), 9.0, "the nine malformed messages count as gRPC and invalid");
+    assert_eq!(requests("grpc", "success"), 1.0);
+    assert_eq!(requests("rest", "invalid"), 0.0);
+    assert_eq!(requests("rest", "success"), 0.0);
 }
 
 #[test]

@@ -352,7 +352,7 @@ async fn statistics_count_requests_rows_and_batches() {
 }
 
 #[tokio::test]
-async fn metrics_count_inferences_by_model_and_outcome() {
+async fn metrics_count_inferences_by_model_protocol_and_outcome() {
     let app = start(&["affine"], common::defaults());
     let ok = json!({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": vec![0; 8]}]});
     let bad = json!({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": vec![0; 6]}]});
@@ -361,11 +361,15 @@ async fn metrics_count_inferences_by_model_and_outcome() {
     let m = app.metrics().await;
     let series = |s: &str| common::sample(&m, s);
     assert_eq!(
-        series(r#"kubeinfer_inference_requests_total{model="affine",outcome="success",version="2"}"#),
+        series(
+            r#"kubeinfer_inference_requests_total{model="affine",outcome="success",protocol="rest",version="2"}"#
+        ),
         1.0
     );
     assert_eq!(
-        series(r#"kubeinfer_inference_requests_total{model="affine",outcome="invalid",version="2"}"#),
+        series(
+            r#"kubeinfer_inference_requests_total{model="affine",outcome="invalid",protocol="rest",version="2"}"#
+        ),
         1.0
     );
     assert_eq!(series(r#"kubeinfer_inference_batch_size_sum{model="affine",version="2"}"#), 2.0);
@@ -376,7 +380,9 @@ async fn metrics_count_inferences_by_model_and_outcome() {
         1.0
     );
     assert_eq!(
-        series(r#"kubeinfer_inference_request_duration_seconds_count{model="affine",version="2"}"#),
+        series(
+            r#"kubeinfer_inference_request_duration_seconds_count{model="affine",protocol="rest",version="2"}"#
+        ),
         1.0
     );
     assert!(m.contains("kubeinfer_model_load_duration_seconds{model=\"affine\",version=\"1\"}"));

@@ -92,6 +92,7 @@ async fn a_row_postgres_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_wr
             total_us: 3,
             batch_size: 1,
             outcome: "success".into(),
+            protocol: "rest".into(),
             error: None,
             predicted_class: None,
             predicted_score: None,

@@ -1,5 +1,5 @@
 //! What the prediction log keeps of the model's answer: the response (whole or as a digest), a
-//! classifier's predicted class, its agreement with feedback labels, and the caps on what /api returns.
+//! classifier's predicted class (over REST and gRPC), its agreement with feedback labels, and the caps on what /api returns.
 
 mod common;
 
@@ -7,6 +7,11 @@ use std::collections::HashSet;
 
 use common::db::{args, fresh_database, start_with_log, wait_for_count};
 use kubeinfer_server::config::PayloadMode;
+use kubeinfer_server::grpc::service::Inference;
+use kubeinfer_server::proto::ModelInferRequest;
+use kubeinfer_server::proto::grpc_inference_service_server::GrpcInferenceService;
+use kubeinfer_server::proto::model_infer_request::InferInputTensor;
+use prost::Message;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
@@ -176,4 +181,91 @@ async fn a_listing_stops_at_its_byte_cap_and_the_cursor_goes_on_from_there() {
         cursor = next["next_cursor"].as_str().map(str::to_string);
     }
     assert_eq!(seen.len(), 500, "every row listed once across the pages");
+}
+
+/// affine's x = [1, 2, 3, 4] as a gRPC message with raw contents, as tritonclient.grpc sends it.
+fn grpc_affine(id: &str) -> ModelInferRequest {
+    let x = InferInputTensor {
+        name: "x".into(),
+        datatype: "FP32".into(),
+        shape: vec![1, 4],
+        ..Default::default()
+    };
+    let raw = [1f32, 2.0, 3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    ModelInferRequest {
+        model_name: "affine".into(),
+        id: id.into(),
+        inputs: vec![x],
+        raw_input_contents: vec![raw],
+        ..Default::default()
+    }
+}
+
+fn digest_of(bytes: &[u8], cut: Option<&str>) -> Value {
+    let mut digest = json!({"sha256": format!("{:x}", Sha256::digest(bytes)), "bytes": bytes.len()});
+    if let Some(why) = cut {
+        digest["cut"] = json!(why);
+    }
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_inference_is_logged_with_its_protocol_client_id_and_the_digests_of_both_messages() {
+    let (app, _log, pool) = start_with_log(&["affine"], args(&fresh_database())).await;
+    let service = Inference { state: app.state.clone() };
+    let message = grpc_affine("g-1");
+    let mut request = tonic::Request::new(message.clone());
+    request.metadata_mut().insert("x-client-id", "grpc-client".parse().unwrap());
+    let response = service.model_infer(request).await.unwrap().into_inner();
+    let rest = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]});
+    assert_eq!(app.post_json("/v2/models/affine/infer", &rest).await.status, 200);
+    assert_eq!(wait_for_count(&pool, "SELECT count(*) FROM predictions", 2).await, 2);
+
+    let rows = sqlx::query(
+        "SELECT protocol, client_id, request_id, outcome, payload, response FROM predictions ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let grpc = &rows[0];
+    assert_eq!(grpc.get::<String, _>("protocol"), "grpc");
+    assert_eq!(grpc.get::<Option<String>, _>("client_id").as_deref(), Some("grpc-client"));
+    assert_eq!(grpc.get::<Option<String>, _>("request_id").as_deref(), Some("g-1"));
+    assert_eq!(grpc.get::<String, _>("outcome"), "success");
+    assert_eq!(grpc.get::<Value, _>("payload"), digest_of(&message.encode_to_vec(), None));
+    assert_eq!(grpc.get::<Value, _>("response"), digest_of(&response.encode_to_vec(), None));
+    assert_eq!(rows[1].get::<String, _>("protocol"), "rest");
+    let listed = app.get("/api/predictions?model=affine").await.json();
+    let protocols: Vec<&Value> =
+        listed["predictions"].as_array().unwrap().iter().map(|p| &p["protocol"]).collect();
+    assert_eq!(protocols, [&json!("rest"), &json!("grpc")], "newest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_mode_keeps_a_grpc_message_as_its_digest_and_a_refused_one_with_its_error() {
+    let mut a = args(&fresh_database());
+    a.log_payloads = PayloadMode::Full;
+    let (app, _log, pool) = start_with_log(&["affine"], a).await;
+    let service = Inference { state: app.state.clone() };
+    let good = grpc_affine("good");
+    service.model_infer(tonic::Request::new(good.clone())).await.unwrap();
+    let mut bad = grpc_affine("bad");
+    bad.raw_input_contents[0].truncate(12);
+    let status = service.model_infer(tonic::Request::new(bad)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(wait_for_count(&pool, "SELECT count(*) FROM predictions", 2).await, 2);
+
+    let row = |id: &'static str| {
+        sqlx::query("SELECT outcome, error, payload FROM predictions WHERE request_id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+    };
+    let good_row = row("good").await.unwrap();
+    assert_eq!(good_row.get::<Value, _>("payload"), digest_of(&good.encode_to_vec(), Some("a gRPC message")));
+    let bad_row = row("bad").await.unwrap();
+    assert_eq!(bad_row.get::<String, _>("outcome"), "invalid");
+    assert_eq!(
+        bad_row.get::<Option<String>, _>("error").as_deref(),
+        Some("input 'x': has 12 bytes of binary data but 4 FP32 elements need 16")
+    );
 }

@@ -43,7 +43,6 @@ pub struct Batcher {
     capacity: usize,
     batchable: bool,
     in_flight: prometheus::IntGauge,
-    cancelled: prometheus::IntCounter,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Instance threads that died (a panic outside the runner's own guard): the model is not healthy.
     dead: Arc<AtomicUsize>,
@@ -91,7 +90,6 @@ impl Batcher {
             capacity,
             batchable: limits.max_rows > 0,
             in_flight: metrics.in_flight.clone(),
-            cancelled: metrics.cancelled.clone(),
             threads: Mutex::new(threads),
             dead,
         })
@@ -100,13 +98,14 @@ impl Batcher {
     /// Queues one request and waits for its outputs. `inputs` are in the model's order and already
     /// checked; `alone` keeps the request out of shared batches. The request is dropped unrun if it is
     /// still queued at `timeout`, or if the caller goes away (this future is dropped) before an instance
-    /// takes it.
+    /// takes it; `cancelled` counts that (the caller's protocol's series).
     pub async fn submit(
         &self,
         inputs: Vec<Tensor>,
         rows: usize,
         alone: bool,
         timeout: Duration,
+        cancelled: &prometheus::IntCounter,
     ) -> Result<Done, Error> {
         let enqueued = Instant::now();
         let (reply, mut rx) = oneshot::channel();
@@ -119,7 +118,7 @@ impl Batcher {
             PushError::Full => Error::QueueFull { model: self.model.clone(), capacity: self.capacity },
             PushError::Closed => Error::ShuttingDown,
         })?;
-        let _guard = InFlight::new(&state, &self.in_flight, &self.cancelled);
+        let _guard = InFlight::new(&state, &self.in_flight, cancelled);
         let received = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(received) => received,
             // Still queued: give up now. Already taken: the batch is running, so wait for it.

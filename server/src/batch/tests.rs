@@ -49,7 +49,7 @@ fn harness(instances: usize, max_rows: usize, capacity: usize) -> Harness {
         .map(|_| Box::new(Gated { started: started_tx.clone(), gate: gate_rx.clone() }) as Box<dyn Runner>)
         .collect();
     let metrics = Metrics::new("test").for_model("m", 1);
-    let cancelled = metrics.cancelled.clone();
+    let cancelled = metrics.rest.cancelled.clone();
     let limits = Limits { max_rows, max_delay: Duration::ZERO, preferred: vec![] };
     let batcher = Batcher::start(
         "m",
@@ -70,8 +70,8 @@ impl Harness {
     fn submit(&self, values: &[f32], timeout: Duration) -> tokio::task::JoinHandle<Result<Done, Error>> {
         let batcher = self.batcher.clone();
         let inputs = x(values);
-        let rows = values.len();
-        tokio::spawn(async move { batcher.submit(inputs, rows, false, timeout).await })
+        let (rows, cancelled) = (values.len(), self.cancelled.clone());
+        tokio::spawn(async move { batcher.submit(inputs, rows, false, timeout, &cancelled).await })
     }
 
     fn next_batch_rows(&self) -> usize {
@@ -230,12 +230,12 @@ async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
     let runners: Vec<Box<dyn Runner>> = vec![Box::new(Panicky { calls: 0 })];
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50) };
     let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(ModelStats::default())).unwrap();
-    let first = batcher.submit(x(&[1.0]), 1, false, LONG).await;
+    let first = batcher.submit(x(&[1.0]), 1, false, LONG, &metrics.rest.cancelled).await;
     assert!(
         matches!(&first, Err(Error::Inference { reason, .. }) if reason == "the model runner panicked"),
         "{first:?}"
     );
-    let second = batcher.submit(x(&[1.0]), 1, false, LONG).await.unwrap();
+    let second = batcher.submit(x(&[1.0]), 1, false, LONG, &metrics.rest.cancelled).await.unwrap();
     assert_eq!(second.outputs, x(&[1.0]));
 }
 
@@ -265,8 +265,8 @@ async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy()
     assert!(batcher.healthy());
     let calls: Vec<_> = (0..2)
         .map(|_| {
-            let batcher = batcher.clone();
-            tokio::spawn(async move { batcher.submit(x(&[1.0]), 1, false, LONG).await })
+            let (batcher, cancelled) = (batcher.clone(), metrics.rest.cancelled.clone());
+            tokio::spawn(async move { batcher.submit(x(&[1.0]), 1, false, LONG, &cancelled).await })
         })
         .collect();
     for call in calls {

@@ -51,6 +51,8 @@ pub struct Prediction {
     pub total_us: i64,
     pub batch_size: i32,
     pub outcome: String,
+    /// `rest` or `grpc`.
+    pub protocol: String,
     pub error: Option<String>,
     /// For a classifier (one 2-D FP32 output, one row): the argmax class and its score.
     pub predicted_class: Option<i32>,
@@ -110,7 +112,7 @@ impl Cursor {
 /// The columns of `Prediction`, as a literal so that `concat!` can build static SQL from it.
 macro_rules! columns {
     () => {
-        "id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome, error, predicted_class, predicted_score"
+        "id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, batch_size, outcome, protocol, error, predicted_class, predicted_score"
     };
 }
 

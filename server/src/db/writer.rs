@@ -34,6 +34,7 @@ impl PredictionRow {
             + text(&p.client_id)
             + text(&p.error)
             + p.outcome.len()
+            + p.protocol.len()
             + text(&self.payload)
             + text(&self.response)
     }
@@ -55,14 +56,14 @@ pub struct Writer {
 // batch that did reach the table a no-op.
 const INSERT: &str = "INSERT INTO predictions (id, request_id, model, model_version, client_id, created_at, \
      queue_us, compute_us, total_us, batch_size, outcome, error, payload, response, predicted_class, \
-     predicted_score) \
+     predicted_score, protocol) \
      SELECT id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, \
-     batch_size, outcome, error, payload::jsonb, response::jsonb, predicted_class, predicted_score \
+     batch_size, outcome, error, payload::jsonb, response::jsonb, predicted_class, predicted_score, protocol \
      FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::timestamptz[], \
      $7::int8[], $8::int8[], $9::int8[], $10::int4[], $11::text[], $12::text[], $13::text[], $14::text[], \
-     $15::int4[], $16::float4[]) \
+     $15::int4[], $16::float4[], $17::text[]) \
      AS r(id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, \
-     batch_size, outcome, error, payload, response, predicted_class, predicted_score) \
+     batch_size, outcome, error, payload, response, predicted_class, predicted_score, protocol) \
      ON CONFLICT DO NOTHING";
 
 impl Writer {
@@ -205,6 +206,7 @@ async fn insert(pool: &PgPool, rows: &[PredictionRow]) -> Result<(), sqlx::Error
         .bind(column(rows, |r| r.response.as_deref()))
         .bind(column(rows, |r| r.prediction.predicted_class))
         .bind(column(rows, |r| r.prediction.predicted_score))
+        .bind(column(rows, |r| r.prediction.protocol.as_str()))
         .execute(pool)
         .await?;
     Ok(())

@@ -1,10 +1,11 @@
 //! The Open Inference Protocol over gRPC on `--grpc-port`: `inference.GRPCInferenceService`
 //! (`proto/grpc_service.proto`) and the standard `grpc.health.v1` service, beside the REST API and
-//! sharing its state. `codec.rs` turns messages into the REST path's requests, `convert.rs` answers
+//! sharing its state. `infer.rs` answers ModelInfer, `codec.rs` turns messages into the REST path's requests, `convert.rs` answers
 //! Triton's configuration and statistics extensions, `status.rs` maps errors to gRPC codes.
 
 pub mod codec;
 pub mod convert;
+pub mod infer;
 pub mod service;
 pub mod status;
 

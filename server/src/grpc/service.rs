@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use super::{codec, convert};
+use super::convert;
 use crate::auth::Scope;
-use crate::error::Error;
 use crate::http::SharedState;
 use crate::http::health::EXTENSIONS;
 use crate::model::signature::TensorSpec;
@@ -113,14 +112,7 @@ impl GrpcInferenceService for Inference {
         let limits = &self.state.limits;
         let _slot = limits.slot()?;
         let _charged = limits.charge(2 * prost::Message::encoded_len(request.get_ref()))?;
-        let decoded = codec::request(request.into_inner()).map_err(|message| {
-            model.metrics.invalid.inc();
-            Error::BadRequest(message)
-        })?;
-        let id = decoded.id.clone();
-        let outcome = limits.within_handler_timeout(model.infer(decoded)).await??;
-        model.metrics.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
-        Ok(Response::new(codec::response(&model.info.name, model.info.version, id, outcome.outputs)))
+        Ok(Response::new(super::infer::infer(&self.state, &model, request, started).await?))
     }
 
     async fn model_config(

@@ -11,8 +11,9 @@ use axum::routing::post;
 
 use super::SharedState;
 use super::models::ModelPath;
-use super::prediction_log::{self, Answer, LogEntry};
+use super::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use crate::error::Error;
+use crate::metrics::Protocol;
 use crate::protocol::binary::HEADER_LENGTH;
 use crate::protocol::{decode_request, encode_response};
 use crate::registry::{InferOutcome, ServedModel};
@@ -37,11 +38,23 @@ async fn infer(
     let mut request_id = None;
     let result = answer(&model, &headers, body, &mut request_id).await;
     if let Some(log) = &state.predictions {
-        let entry = LogEntry { model: &model, headers: &headers, body, request_id, started };
+        let entry = LogEntry {
+            model: &model,
+            protocol: Protocol::Rest,
+            client_id: headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()),
+            body,
+            encoding: if headers.contains_key(HEADER_LENGTH) {
+                Encoding::BinaryTensors
+            } else {
+                Encoding::Json
+            },
+            request_id,
+            started,
+        };
         log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
     let (response, outcome, _) = result?;
-    model.metrics.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
+    model.metrics.rest.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
     Ok(response)
 }
 
@@ -80,11 +93,11 @@ async fn answer(
     let decoded =
         offload(model, body.len(), move || decode_request(&bytes, header_length.as_deref())).await?;
     let request = decoded.map_err(|message| {
-        model.metrics.invalid.inc();
+        model.metrics.rest.invalid.inc();
         Error::BadRequest(message)
     })?;
     *request_id = request.id.clone().filter(|id| !id.is_empty());
-    let mut outcome = model.infer(request).await?;
+    let mut outcome = model.infer(request, Protocol::Rest).await?;
     let outputs = std::mem::take(&mut outcome.outputs);
     let predicted = prediction_log::classify(&outputs);
     let size = outputs.iter().map(|o| o.tensor.data.len() * 4).sum();
@@ -100,8 +113,8 @@ async fn answer(
         Some(n) => response.header(header::CONTENT_TYPE, "application/octet-stream").header(HEADER_LENGTH, n),
         None => response.header(header::CONTENT_TYPE, "application/json"),
     };
-    let answer =
-        Answer { body: Bytes::from(encoded.body), binary: encoded.header_length.is_some(), predicted };
+    let encoding = if encoded.header_length.is_some() { Encoding::BinaryTensors } else { Encoding::Json };
+    let answer = Answer { body: Bytes::from(encoded.body), encoding, predicted };
     let response = response.body(Body::from(answer.body.clone())).map_err(|e| Error::Inference {
         model: model.info.name.clone(),
         reason: format!("cannot build the response: {e}"),

@@ -7,7 +7,7 @@ pub mod health;
 mod infer;
 pub mod limits;
 pub mod models;
-mod prediction_log;
+pub mod prediction_log;
 pub mod web;
 
 use std::sync::Arc;

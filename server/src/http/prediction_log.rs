@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::http::HeaderMap;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
@@ -12,7 +11,7 @@ use crate::config::PayloadMode;
 use crate::db::PredictionRow;
 use crate::db::queries::{Prediction, id_at};
 use crate::error::Error;
-use crate::protocol::binary::HEADER_LENGTH;
+use crate::metrics::Protocol;
 use crate::protocol::response::OutputToSend;
 use crate::protocol::tensor::TensorData;
 use crate::registry::{InferOutcome, ServedModel};
@@ -27,17 +26,31 @@ const MAX_ERROR_CHARS: usize = 2048;
 
 pub struct LogEntry<'a> {
     pub model: &'a ServedModel,
-    pub headers: &'a HeaderMap,
+    pub protocol: Protocol,
+    /// The caller's `x-client-id` header (gRPC: metadata), as sent.
+    pub client_id: Option<&'a str>,
     pub body: &'a Bytes,
+    pub encoding: Encoding,
     pub request_id: Option<String>,
     pub started: Instant,
 }
 
-/// What of a successful answer the log keeps: the encoded body (a cheap clone of the one sent), whether
-/// it carries binary tensors, and the classifier summary taken from the outputs before encoding.
+/// How a logged request or response body is encoded, which decides what `--log-payloads full` can keep
+/// of it: only JSON goes into the JSON column whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    /// The binary tensor extension: a JSON header followed by raw tensor bytes.
+    BinaryTensors,
+    /// A gRPC message: protobuf bytes.
+    Protobuf,
+}
+
+/// What of a successful answer the log keeps: the encoded body (a cheap clone of the one sent), its
+/// encoding, and the classifier summary taken from the outputs before encoding.
 pub struct Answer {
     pub body: Bytes,
-    pub binary: bool,
+    pub encoding: Encoding,
     pub predicted: Option<(i32, f32)>,
 }
 
@@ -54,26 +67,26 @@ pub fn row<T>(
     };
     let answer = result.as_ref().ok().map(|(_, _, a)| a);
     let created_at = Utc::now();
-    let request_binary = e.headers.contains_key(HEADER_LENGTH);
     PredictionRow {
         prediction: Prediction {
             id: id_at(created_at),
             request_id: e.request_id.map(|id| text(&id, MAX_ID_CHARS)),
             model: e.model.info.name.clone(),
             model_version: i64::try_from(e.model.info.version).unwrap_or(i64::MAX),
-            client_id: e.headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()).map(|v| text(v, MAX_ID_CHARS)),
+            client_id: e.client_id.map(|v| text(v, MAX_ID_CHARS)),
             created_at,
             queue_us: queue,
             compute_us: compute,
             total_us: micros(e.started.elapsed()),
             batch_size: i32::try_from(batch).unwrap_or(i32::MAX),
             outcome: outcome.to_string(),
+            protocol: e.protocol.as_str().to_string(),
             error,
             predicted_class: answer.and_then(|a| a.predicted).map(|(class, _)| class),
             predicted_score: answer.and_then(|a| a.predicted).map(|(_, score)| score),
         },
-        payload: kept(mode, max_bytes, e.body, request_binary).map(|k| k.wrapped("request")),
-        response: answer.and_then(|a| kept(mode, max_bytes, &a.body, a.binary)).map(|k| k.wrapped("")),
+        payload: kept(mode, max_bytes, e.body, e.encoding).map(|k| k.wrapped("request")),
+        response: answer.and_then(|a| kept(mode, max_bytes, &a.body, a.encoding)).map(|k| k.wrapped("")),
     }
 }
 
@@ -129,9 +142,9 @@ impl Kept<'_> {
 }
 
 /// `digest`: SHA-256 and size. `full`: the body itself when it is JSON only and at most `max_bytes`,
-/// else the digest and why (binary tensors are not worth a JSON column, and jsonb refuses a \u0000
-/// escape). The body is checked to be JSON, never parsed into a tree and printed again.
-fn kept(mode: PayloadMode, max_bytes: usize, body: &Bytes, binary: bool) -> Option<Kept<'_>> {
+/// else the digest and why (binary tensors and protobuf are not worth a JSON column, and jsonb refuses a
+/// \u0000 escape). The body is checked to be JSON, never parsed into a tree and printed again.
+fn kept(mode: PayloadMode, max_bytes: usize, body: &Bytes, encoding: Encoding) -> Option<Kept<'_>> {
     let digest = |cut| Kept::Digest { sha256: format!("{:x}", Sha256::digest(body)), bytes: body.len(), cut };
     let json = || {
         std::str::from_utf8(body)
@@ -141,7 +154,8 @@ fn kept(mode: PayloadMode, max_bytes: usize, body: &Bytes, binary: bool) -> Opti
     match mode {
         PayloadMode::Off => None,
         PayloadMode::Digest => Some(digest(None)),
-        PayloadMode::Full if binary => Some(digest(Some("binary tensors"))),
+        PayloadMode::Full if encoding == Encoding::BinaryTensors => Some(digest(Some("binary tensors"))),
+        PayloadMode::Full if encoding == Encoding::Protobuf => Some(digest(Some("a gRPC message"))),
         PayloadMode::Full if body.len() > max_bytes => {
             Some(digest(Some("larger than --log-payload-max-bytes")))
         }
@@ -166,29 +180,33 @@ mod tests {
     fn digest_records_the_hash_and_size_and_full_keeps_small_json() {
         let body = Bytes::from_static(br#"{"inputs":[]}"#);
         let sha = format!("{:x}", Sha256::digest(&body));
-        assert_eq!(kept(PayloadMode::Off, 100, &body, false), None);
+        assert_eq!(kept(PayloadMode::Off, 100, &body, Encoding::Json), None);
         assert_eq!(
-            parsed(kept(PayloadMode::Digest, 100, &body, false), "request"),
+            parsed(kept(PayloadMode::Digest, 100, &body, Encoding::Json), "request"),
             json!({"sha256": sha, "bytes": 13})
         );
         assert_eq!(
-            parsed(kept(PayloadMode::Full, 100, &body, false), "request"),
+            parsed(kept(PayloadMode::Full, 100, &body, Encoding::Json), "request"),
             json!({"request": {"inputs": []}})
         );
-        assert_eq!(parsed(kept(PayloadMode::Full, 100, &body, false), ""), json!({"inputs": []}));
+        assert_eq!(parsed(kept(PayloadMode::Full, 100, &body, Encoding::Json), ""), json!({"inputs": []}));
     }
 
     #[test]
     fn what_full_cannot_keep_whole_is_its_digest_with_the_reason() {
         let body = Bytes::from_static(br#"{"inputs":[]}"#);
         let cut = |k: Option<Kept>| parsed(k, "request")["cut"].clone();
-        assert_eq!(cut(kept(PayloadMode::Full, 5, &body, false)), "larger than --log-payload-max-bytes");
-        assert_eq!(cut(kept(PayloadMode::Full, 100, &body, true)), "binary tensors");
+        assert_eq!(
+            cut(kept(PayloadMode::Full, 5, &body, Encoding::Json)),
+            "larger than --log-payload-max-bytes"
+        );
+        assert_eq!(cut(kept(PayloadMode::Full, 100, &body, Encoding::BinaryTensors)), "binary tensors");
+        assert_eq!(cut(kept(PayloadMode::Full, 100, &body, Encoding::Protobuf)), "a gRPC message");
         let not_json = Bytes::from_static(b"{\"inputs\": ");
-        assert_eq!(cut(kept(PayloadMode::Full, 100, &not_json, false)), "not JSON");
+        assert_eq!(cut(kept(PayloadMode::Full, 100, &not_json, Encoding::Json)), "not JSON");
         let nul = Bytes::from_static(br#"{"id":"a\u0000b","inputs":[]}"#);
         assert_eq!(
-            parsed(kept(PayloadMode::Full, 100, &nul, false), "request"),
+            parsed(kept(PayloadMode::Full, 100, &nul, Encoding::Json), "request"),
             json!({
                 "sha256": format!("{:x}", Sha256::digest(&nul)), "bytes": 29, "cut": "holds a NUL escape"
             })

@@ -1,0 +1,73 @@
+//! ModelInfer: decode the message into the REST path's request, infer through the same registry and
+//! batcher, encode the answer, and log it in the prediction log like a REST request (protocol `grpc`).
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use prost::Message;
+
+use super::codec;
+use crate::config::PayloadMode;
+use crate::error::Error;
+use crate::http::SharedState;
+use crate::http::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
+use crate::metrics::Protocol;
+use crate::proto::{ModelInferRequest, ModelInferResponse};
+use crate::registry::{InferOutcome, ServedModel};
+
+/// Answers `request` for `model` (already authorized and admitted) and logs it when the log is on.
+pub async fn infer(
+    state: &SharedState,
+    model: &ServedModel,
+    request: tonic::Request<ModelInferRequest>,
+    started: Instant,
+) -> Result<ModelInferResponse, Error> {
+    let log = state.predictions.as_ref();
+    // The message is encoded again only when its bytes are logged (as a digest): a cost that
+    // --log-payloads off does not pay.
+    let keep = log.is_some_and(|l| l.payloads != PayloadMode::Off);
+    let client_id = request.metadata().get(CLIENT_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let message = request.into_inner();
+    let body = if keep { Bytes::from(message.encode_to_vec()) } else { Bytes::new() };
+    let mut request_id = None;
+    let result = answer(state, model, message, keep, &mut request_id).await;
+    if let Some(log) = log {
+        let entry = LogEntry {
+            model,
+            protocol: Protocol::Grpc,
+            client_id: client_id.as_deref(),
+            body: &body,
+            encoding: Encoding::Protobuf,
+            request_id,
+            started,
+        };
+        log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
+    }
+    let (response, outcome, _) = result?;
+    model.metrics.grpc.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
+    Ok(response)
+}
+
+/// Decodes, infers within the handler timeout and encodes; `request_id` receives the request's `id`.
+/// `keep`: the answer's bytes are wanted for the log.
+async fn answer(
+    state: &SharedState,
+    model: &ServedModel,
+    message: ModelInferRequest,
+    keep: bool,
+    request_id: &mut Option<String>,
+) -> Result<(ModelInferResponse, InferOutcome, Answer), Error> {
+    // Unlike a REST body, the message has its id even when its tensors cannot be decoded.
+    *request_id = Some(message.id.clone()).filter(|id| !id.is_empty());
+    let decoded = codec::request(message).map_err(|message| {
+        model.metrics.grpc.invalid.inc();
+        Error::BadRequest(message)
+    })?;
+    let id = decoded.id.clone();
+    let mut outcome = state.limits.within_handler_timeout(model.infer(decoded, Protocol::Grpc)).await??;
+    let outputs = std::mem::take(&mut outcome.outputs);
+    let predicted = prediction_log::classify(&outputs);
+    let response = codec::response(&model.info.name, model.info.version, id, outputs);
+    let body = if keep { Bytes::from(response.encode_to_vec()) } else { Bytes::new() };
+    Ok((response, outcome, Answer { body, encoding: Encoding::Protobuf, predicted }))
+}
