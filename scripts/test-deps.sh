@@ -22,13 +22,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
 fi
 
-stamp="$venv/.requirements"
-if ! cmp -s "$root/scripts/requirements-test.txt" "$stamp" 2>/dev/null; then
-  echo "creating the test virtualenv in $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/requirements-test.txt" >&2
-  cp "$root/scripts/requirements-test.txt" "$stamp"
-fi
+# A virtualenv per requirements file, rebuilt when the file changes.
+make_venv() {
+  local dir=$1 requirements=$2
+  if ! cmp -s "$requirements" "$dir/.requirements" 2>/dev/null; then
+    echo "creating the virtualenv $dir" >&2
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
+    cp "$requirements" "$dir/.requirements"
+  fi
+}
+make_venv "$venv" "$root/scripts/requirements-test.txt"
+make_venv "$root/.cache/venv-kserve" "$root/scripts/requirements-kserve.txt"
 
 "$root/scripts/fetch-ort.sh" >/dev/null
 # Helm 4 for the chart checks (scripts/check-chart.sh), into .cache/bin/helm.

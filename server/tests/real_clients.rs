@@ -1,6 +1,6 @@
-//! Triton's own clients against the real binary: the Python client (`tritonclient.http`) with its
-//! defaults, and `perf_analyzer` in sync and async mode. They come from the virtualenv that
-//! scripts/test-deps.sh builds; `make test` always has it.
+//! Real clients against the real binary: Triton's Python client (`tritonclient.http`) with its defaults,
+//! `perf_analyzer` in sync and async mode, and KServe's Python client over REST and gRPC. They come from
+//! the virtualenvs that scripts/test-deps.sh builds; `make test` always has them.
 
 mod common;
 
@@ -130,4 +130,35 @@ fn perf_analyzer_runs_over_grpc_and_reads_the_servers_statistics() {
     for (model, extra) in [("heavy_mlp", &[][..]), ("digits", &["-a"][..])] {
         measured(&perf_analyzer(&venv, &addr, "grpc", model, extra), model);
     }
+}
+
+#[test]
+fn kserve_python_client_gets_exact_answers_and_our_errors_over_rest_and_grpc() {
+    let Some(venv) = common::kserve_venv() else { return };
+    let repo = common::repository(&["affine", "echo"]);
+    let (server, grpc) = common::with_grpc(repo.path(), &[]);
+    let url = format!("http://{}", server.addr);
+    common::python_check(
+        &venv,
+        "kserve_check.py",
+        &["clients".as_ref(), url.as_ref(), grpc.as_ref()],
+        "all kserve checks passed",
+    );
+}
+
+#[test]
+fn kserve_python_client_sends_an_api_key_as_headers_and_as_grpc_metadata() {
+    let Some(venv) = common::kserve_venv() else { return };
+    let repo = common::repository(&["affine"]);
+    let keys = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(keys.path(), "kserve-key-0123456789 infer\n").unwrap();
+    let (server, grpc) = common::with_grpc(repo.path(), &["--api-keys-file", keys.path().to_str().unwrap()]);
+    let url = format!("http://{}", server.addr);
+    let key = "kserve-key-0123456789";
+    common::python_check(
+        &venv,
+        "kserve_check.py",
+        &["keys".as_ref(), url.as_ref(), grpc.as_ref(), key.as_ref()],
+        "all kserve checks passed",
+    );
 }

@@ -242,9 +242,16 @@ pub fn python_check(venv: &Path, script: &str, args: &[&std::ffi::OsStr], passed
 /// The test virtualenv (Triton's clients, moto, ...), or `None` with a note when it was never built and
 /// `make test` (which sets KUBEINFER_REQUIRE_ALL) is not the caller.
 pub fn test_venv() -> Option<PathBuf> {
-    let dir = std::env::var_os("KUBEINFER_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".cache/venv"));
+    venv("KUBEINFER_TEST_VENV", ".cache/venv")
+}
+
+/// KServe's client, in a virtualenv of its own (its numpy and protobuf are newer than tritonclient's).
+pub fn kserve_venv() -> Option<PathBuf> {
+    venv("KUBEINFER_KSERVE_VENV", ".cache/venv-kserve")
+}
+
+fn venv(variable: &str, default: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
     if dir.join("bin/python").exists() {
         return Some(dir);
     }
