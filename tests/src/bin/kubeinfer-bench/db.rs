@@ -80,6 +80,7 @@ fn row(i: usize, now: chrono::DateTime<Utc>, payloads: Option<&(String, String)>
             total_us: 400 + (i % 1000) as i64,
             batch_size: 1 + (i % 8) as i32,
             outcome: if i.is_multiple_of(50) { "error" } else { "success" }.to_string(),
+            protocol: if i.is_multiple_of(3) { "grpc" } else { "rest" }.to_string(),
             error: None,
             predicted_class: payloads.map(|_| (i % 10) as i32),
             predicted_score: payloads.map(|_| 0.5),
