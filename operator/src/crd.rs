@@ -99,8 +99,9 @@ pub struct ModelDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
 
-    /// The NetworkPolicy in front of the server pods, made unless `enabled: false`: the API port (the
-    /// edge's when the edge is on) open to `from`, the metrics port to `metricsFrom`, nothing else.
+    /// The NetworkPolicy in front of the server pods, made unless `enabled: false`: the HTTP and gRPC
+    /// ports (the edge's when the edge is on) open to `from`, the metrics port to `metricsFrom`, nothing
+    /// else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
 
@@ -108,8 +109,8 @@ pub struct ModelDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Monitoring>,
 
-    /// An nginx container in front of the server: long-lived caching of static assets, gzip, keep-alive
-    /// upstream connections.
+    /// An nginx container in front of the server, for HTTP and gRPC: long-lived caching of static assets,
+    /// gzip, keep-alive upstream connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<Edge>,
 
@@ -269,7 +270,8 @@ pub struct Monitoring {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Edge {
-    /// Put nginx in front of the server; the Service then also exposes port 8081 (edge).
+    /// Put nginx in front of the server; the Service then exposes port 8081 (edge) instead of 8080, and
+    /// its gRPC port 8001 targets the edge's gRPC listener (8082).
     #[serde(default)]
     pub enabled: bool,
 

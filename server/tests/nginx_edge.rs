@@ -1,6 +1,6 @@
 //! Debian's real nginx, with manifests/nginx/nginx.conf (the file the operator ships), in front of the real
 //! server: one long-lived Cache-Control on hashed assets, none on the page, gzip, a proxied inference,
-//! 413 for a body over the limit, and /metrics kept off the edge.
+//! 413 for a body over the limit, /metrics kept off the edge, and gRPC through its own listener.
 
 mod common;
 
@@ -8,7 +8,7 @@ use kubeinfer_tests::process::ServerProcess;
 use reqwest::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::json;
 
-use common::nginx::nginx;
+use common::nginx::{nginx, nginx_with_grpc};
 
 fn cache_control(r: &reqwest::Response) -> Vec<String> {
     r.headers().get_all(CACHE_CONTROL).iter().map(|v| v.to_str().unwrap().to_string()).collect()
@@ -85,4 +85,42 @@ async fn a_body_over_the_servers_limit_is_refused_at_the_edge_with_413() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+}
+
+/// A tritonclient.grpc call through `addr` that must fail: its status code and message.
+fn grpc_refusal(venv: &std::path::Path, addr: &str, call: &str) -> String {
+    let script = format!(
+        r#"
+import tritonclient.grpc as g
+from tritonclient.utils import InferenceServerException
+try:
+    g.InferenceServerClient("{addr}").{call}
+    raise SystemExit("FAILED: the call was answered")
+except InferenceServerException as e:
+    print(e.status(), e.message())
+"#
+    );
+    let out = std::process::Command::new(venv.join("bin/python")).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn grpc_through_the_edge_gets_every_answer_and_code_and_a_missing_server_is_unavailable() {
+    let Some(venv) = common::test_venv() else { return };
+    let repo = common::repository(&["affine", "digits", "echo"]);
+    let (server, grpc) = common::with_grpc(repo.path(), &[]);
+    let Some(edge) = nginx_with_grpc(server.addr, &grpc) else { return };
+    let through_edge = format!("127.0.0.1:{}", edge.grpc_port);
+    common::python_check(
+        &venv,
+        "tritonclient_grpc_check.py",
+        &[through_edge.as_ref()],
+        "all tritonclient.grpc checks passed",
+    );
+    let unimplemented = grpc_refusal(&venv, &through_edge, "unload_model('affine')");
+    assert!(unimplemented.starts_with("StatusCode.UNIMPLEMENTED"), "{unimplemented}");
+    drop(server);
+    let unavailable = grpc_refusal(&venv, &through_edge, "is_server_live()");
+    assert!(unavailable.starts_with("StatusCode.UNAVAILABLE"), "{unavailable}");
 }

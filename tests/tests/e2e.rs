@@ -93,12 +93,22 @@ async fn every_example_gets_the_children_its_spec_asks_for() {
     let edge = deployment(&client, &ns, "digits-edge").await.spec.template.spec.unwrap();
     assert_eq!(edge.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["server", "edge"]);
     let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let ports: Vec<i32> =
-        svc.get("digits-edge").await.unwrap().spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
+    let ports: Vec<(i32, IntOrString)> = svc
+        .get("digits-edge")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.port, p.target_port.unwrap()))
+        .collect();
+    let named = |name: &str| IntOrString::String(name.into());
     assert_eq!(
         ports,
-        [8081, 8001, 9090],
-        "with the edge on, HTTP is reachable only through nginx; gRPC directly"
+        [(8081, named("edge")), (8001, named("grpc-edge")), (9090, named("metrics"))],
+        "with the edge on, HTTP and gRPC are reachable only through nginx"
     );
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     let ingress = policies.get("digits-edge").await.unwrap().spec.unwrap().ingress.unwrap();
@@ -106,10 +116,11 @@ async fn every_example_gets_the_children_its_spec_asks_for() {
         ingress.iter().flat_map(|r| r.ports.iter().flatten()).map(|p| p.port.clone()).collect();
     assert_eq!(
         admitted,
-        [Some(IntOrString::Int(8081)), Some(IntOrString::Int(8001)), Some(IntOrString::Int(9090))]
+        [Some(IntOrString::Int(8081)), Some(IntOrString::Int(8082)), Some(IntOrString::Int(9090))]
     );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    assert!(cms.get("digits-edge-edge").await.unwrap().data.unwrap()["nginx.conf"].contains("immutable"));
+    let conf = cms.get("digits-edge-edge").await.unwrap().data.unwrap()["nginx.conf"].clone();
+    assert!(conf.contains("immutable") && conf.contains("grpc_pass grpc://kubeinfer_grpc;"));
 
     let scaled = deployment(&client, &ns, "digits-autoscaled").await;
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);

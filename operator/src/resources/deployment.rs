@@ -341,7 +341,9 @@ mod tests {
         let d = deploy(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": true}}));
         let nginx = pod(&d).containers.iter().find(|c| c.name == "edge").unwrap();
         assert_eq!(nginx.image.as_deref(), Some("nginxinc/nginx-unprivileged:1.27-alpine"));
-        assert_eq!(nginx.ports.as_ref().unwrap()[0].container_port, 8081);
+        let ports: Vec<(&str, i32)> =
+            nginx.ports.iter().flatten().map(|p| (p.name.as_deref().unwrap(), p.container_port)).collect();
+        assert_eq!(ports, [("edge", 8081), ("grpc-edge", 8082)]);
         let volume = pod(&d).volumes.iter().flatten().find(|v| v.name == "edge-config").unwrap();
         assert_eq!(volume.config_map.as_ref().unwrap().name, "digits-edge");
         let without = deploy(json!({"model": {"uri": "s3://b/m.onnx"}}));

@@ -7,11 +7,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{SHUTDOWN_DELAY_SECONDS, restricted_container};
-use super::{Build, EDGE_PORT};
+use super::{Build, EDGE_GRPC_PORT, EDGE_PORT};
 
 pub const CONFIG_FILE: &str = "nginx.conf";
 pub const CONFIG_DIR: &str = "/etc/kubeinfer/edge";
 pub const CONFIG_VOLUME: &str = "edge-config";
+/// The container port of the edge's gRPC listener, which the Service's `grpc` port targets.
+pub const GRPC_PORT_NAME: &str = "grpc-edge";
 
 pub fn config() -> &'static str {
     include_str!("../../../manifests/nginx/nginx.conf")
@@ -32,12 +34,20 @@ pub fn container(b: &Build) -> Container {
             "-c".into(),
             format!("{CONFIG_DIR}/{CONFIG_FILE}"),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("edge".into()),
-            container_port: EDGE_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("edge".into()),
+                container_port: EDGE_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some(GRPC_PORT_NAME.into()),
+                container_port: EDGE_GRPC_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         readiness_probe: Some(Probe {
             http_get: Some(HTTPGetAction {
                 path: Some("/v2/health/ready".into()),

@@ -27,6 +27,8 @@ pub const SERVER_PORT: i32 = 8080;
 pub const GRPC_PORT: i32 = 8001;
 /// Port of the nginx edge, when enabled.
 pub const EDGE_PORT: i32 = 8081;
+/// Port of the nginx edge's gRPC listener (HTTP/2 cleartext, `grpc_pass` to GRPC_PORT), when enabled.
+pub const EDGE_GRPC_PORT: i32 = 8082;
 /// Port of the server's /metrics (`--metrics-port`), apart from the API so that scrapers can be let in
 /// without opening the API.
 pub const METRICS_PORT: i32 = 9090;

@@ -1,6 +1,6 @@
-//! The NetworkPolicy (networking.k8s.io/v1) in front of the server pods: the HTTP API port, the edge's
-//! when the edge fronts the server (so no HTTP reaches the server past nginx), and gRPC's, open to the
-//! spec's `from`; the
+//! The NetworkPolicy (networking.k8s.io/v1) in front of the server pods: the HTTP API and gRPC ports,
+//! or the edge's two when the edge fronts the server (so nothing reaches the server past nginx), open to
+//! the spec's `from`; the
 //! metrics port to `metricsFrom`; every other port closed. The edge reaches the server over the pod's
 //! loopback, which no NetworkPolicy filters.
 
@@ -9,23 +9,20 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Build, EDGE_PORT, GRPC_PORT, METRICS_PORT, SERVER_PORT};
+use super::{Build, EDGE_GRPC_PORT, EDGE_PORT, GRPC_PORT, METRICS_PORT, SERVER_PORT};
 
 pub fn network_policy(b: &Build) -> Option<NetworkPolicy> {
     let spec = b.md.spec.network_policy.clone().unwrap_or_default();
     if !spec.enabled {
         return None;
     }
-    let api_port = if b.edge_enabled() { EDGE_PORT } else { SERVER_PORT };
+    let api_ports = if b.edge_enabled() { [EDGE_PORT, EDGE_GRPC_PORT] } else { [SERVER_PORT, GRPC_PORT] };
     Some(NetworkPolicy {
         metadata: b.metadata(b.name()),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(b.selector()),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![
-                rule(&[api_port, GRPC_PORT], spec.from),
-                rule(&[METRICS_PORT], spec.metrics_from),
-            ]),
+            ingress: Some(vec![rule(&api_ports, spec.from), rule(&[METRICS_PORT], spec.metrics_from)]),
             ..Default::default()
         }),
     })
@@ -68,8 +65,8 @@ mod tests {
         json!([{"port": n, "protocol": "TCP"}])
     }
 
-    fn api(http: i32) -> Value {
-        json!([{"port": http, "protocol": "TCP"}, {"port": 8001, "protocol": "TCP"}])
+    fn api(http: i32, grpc: i32) -> Value {
+        json!([{"port": http, "protocol": "TCP"}, {"port": grpc, "protocol": "TCP"}])
     }
 
     #[test]
@@ -81,15 +78,15 @@ mod tests {
             Some(json!({
                 "podSelector": {"matchLabels": pods},
                 "policyTypes": ["Ingress"],
-                "ingress": [{"ports": api(8080)}, {"ports": port(9090)}],
+                "ingress": [{"ports": api(8080, 8001)}, {"ports": port(9090)}],
             }))
         );
     }
 
     #[test]
-    fn with_the_edge_on_only_the_edge_port_is_open_to_http_so_nothing_bypasses_nginx() {
+    fn with_the_edge_on_only_the_edges_ports_are_open_so_nothing_bypasses_nginx() {
         let spec = policy(json!({"edge": {"enabled": true}})).unwrap();
-        assert_eq!(spec["ingress"][0]["ports"], api(8081));
+        assert_eq!(spec["ingress"][0]["ports"], api(8081, 8082));
         assert_eq!(spec["ingress"][1]["ports"], port(9090));
     }
 

@@ -1,11 +1,12 @@
 //! The Service in front of the server pods: the metrics port 9090, gRPC's 8001 (appProtocol grpc), and
-//! the HTTP API: 8080, or only the edge's 8081 when the nginx edge is enabled, so that HTTP callers cannot
-//! go round it. gRPC reaches the server directly, with its own API keys and message size limit.
+//! the HTTP API 8080. When the nginx edge is enabled, the API is only the edge's 8081 and gRPC's 8001
+//! targets the edge's gRPC listener, so that no caller can go round nginx.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Build, EDGE_PORT, GRPC_PORT, METRICS_PORT, SERVER_PORT};
+use crate::resources::edge::GRPC_PORT_NAME;
 
 pub fn service(b: &Build) -> Service {
     let port = |name: &str, number: i32| ServicePort {
@@ -16,7 +17,10 @@ pub fn service(b: &Build) -> Service {
         ..Default::default()
     };
     let api = if b.edge_enabled() { port("edge", EDGE_PORT) } else { port("http", SERVER_PORT) };
-    let grpc = ServicePort { app_protocol: Some("grpc".into()), ..port("grpc", GRPC_PORT) };
+    let mut grpc = ServicePort { app_protocol: Some("grpc".into()), ..port("grpc", GRPC_PORT) };
+    if b.edge_enabled() {
+        grpc.target_port = Some(IntOrString::String(GRPC_PORT_NAME.into()));
+    }
     let ports = vec![api, grpc, port("metrics", METRICS_PORT)];
     Service {
         metadata: b.metadata(b.name()),
@@ -51,10 +55,11 @@ mod tests {
     }
 
     #[test]
-    fn the_service_exposes_the_api_or_only_the_edge_when_enabled_grpc_and_the_metrics() {
+    fn the_service_exposes_the_api_and_grpc_or_only_the_edges_listeners_when_enabled_and_the_metrics() {
         let http = ("http".to_string(), 8080, IntOrString::String("http".into()));
         let edge = ("edge".to_string(), 8081, IntOrString::String("edge".into()));
         let grpc = ("grpc".to_string(), 8001, IntOrString::String("grpc".into()));
+        let grpc_edge = ("grpc".to_string(), 8001, IntOrString::String("grpc-edge".into()));
         let metrics = ("metrics".to_string(), 9090, IntOrString::String("metrics".into()));
         assert_eq!(
             ports(json!({"model": {"uri": "s3://b/m.onnx"}})),
@@ -66,7 +71,7 @@ mod tests {
         );
         assert_eq!(
             ports(json!({"model": {"uri": "s3://b/m.onnx"}, "edge": {"enabled": true}})),
-            vec![edge, grpc, metrics]
+            vec![edge, grpc_edge, metrics]
         );
     }
 

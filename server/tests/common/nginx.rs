@@ -11,6 +11,8 @@ const NGINX: &str = "/usr/sbin/nginx";
 pub struct Nginx {
     child: Child,
     pub port: u16,
+    /// The gRPC listener (the shipped 8082).
+    pub grpc_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -23,6 +25,16 @@ impl Drop for Nginx {
 
 /// nginx with the shipped config, its listen port and upstream pointed at this test's ports.
 pub fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
+    // Nothing listens on port 9: gRPC through this edge finds its upstream down.
+    nginx_with_grpc(upstream, "127.0.0.1:9")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// As `nginx`, with the gRPC listener's upstream at `grpc_upstream` (host:port).
+pub fn nginx_with_grpc(upstream: std::net::SocketAddr, grpc_upstream: &str) -> Option<Nginx> {
     if !std::path::Path::new(NGINX).exists() {
         kubeinfer_tests::require::missing(
             &format!("{NGINX} is missing"),
@@ -31,12 +43,15 @@ pub fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
         return None;
     }
     let shipped = std::fs::read_to_string(super::workspace().join("manifests/nginx/nginx.conf")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    assert_eq!(shipped.matches("listen 8081;").count(), 1);
-    assert_eq!(shipped.matches("server 127.0.0.1:8080;").count(), 1);
+    let (port, grpc_port) = (free_port(), free_port());
+    for line in ["listen 8081;", "server 127.0.0.1:8080;", "listen 8082 http2;", "server 127.0.0.1:8001;"] {
+        assert_eq!(shipped.matches(line).count(), 1, "{line}");
+    }
     let config = shipped
         .replace("listen 8081;", &format!("listen 127.0.0.1:{port};"))
-        .replace("server 127.0.0.1:8080;", &format!("server {upstream};"));
+        .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
+        .replace("listen 8082 http2;", &format!("listen 127.0.0.1:{grpc_port} http2;"))
+        .replace("server 127.0.0.1:8001;", &format!("server {grpc_upstream};"));
     let dir = tempfile::tempdir().unwrap();
     // Worker processes drop to an unprivileged user when nginx starts as root: the prefix must be theirs too.
     Command::new("chmod").arg("777").arg(dir.path()).status().unwrap();
@@ -51,7 +66,7 @@ pub fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
         .process_group(0)
         .spawn()
         .expect("nginx starts");
-    let edge = Nginx { child, port, _dir: dir };
+    let edge = Nginx { child, port, grpc_port, _dir: dir };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some(edge);
