@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatDuration {
     pub count: u64,
     pub ns: u64,
@@ -20,7 +20,7 @@ impl StatDuration {
     }
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InferenceStats {
     pub success: StatDuration,
     pub fail: StatDuration,
@@ -32,7 +32,7 @@ pub struct InferenceStats {
     pub cache_miss: StatDuration,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BatchStats {
     pub batch_size: u64,
     pub compute_input: StatDuration,
@@ -41,7 +41,7 @@ pub struct BatchStats {
 }
 
 /// One entry of Triton's `model_stats` array.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ModelStatsJson {
     pub name: String,
     pub version: String,

@@ -38,7 +38,7 @@ fn push_range(q: &mut QueryBuilder<Postgres>, column: &str, id: Uuid) {
 }
 
 /// A listed prediction (without its payload, which only the single-prediction route returns).
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Prediction {
     pub id: Uuid,
     pub request_id: Option<String>,
@@ -59,7 +59,7 @@ pub struct Prediction {
     pub predicted_score: Option<f32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Feedback {
     pub id: i64,
     pub prediction_id: Uuid,

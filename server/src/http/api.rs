@@ -10,14 +10,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::SharedState;
+use super::api_params::{
+    FeedbackBody, ListParams, StatsParams, check_feedback, parse_list, prediction_id, query_error,
+    window_seconds,
+};
+use super::openapi::{NO_LOG, NOT_FOUND, UNKNOWN_MODEL};
+use super::{SharedState, schemas};
 use crate::db::PredictionLog;
-use crate::db::queries::{self, Cursor, ListFilter, OutcomeFilter};
+use crate::db::queries::{self, Cursor, Feedback};
 use crate::error::Error;
 
 pub fn router() -> Router<SharedState> {
@@ -33,80 +36,13 @@ fn log(state: &SharedState) -> Result<&Arc<PredictionLog>, Error> {
     state.predictions.as_ref().ok_or(Error::PredictionLogDisabled)
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    model: Option<String>,
-    client: Option<String>,
-    outcome: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-    include: Option<String>,
-}
-
-fn time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Error> {
-    value
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-                Error::BadRequest(format!(
-                    "{name} must be an RFC 3339 time such as 2026-11-25T10:00:00Z, got {v:?}"
-                ))
-            })
-        })
-        .transpose()
-}
-
-/// Checks the query string; returns the filter and whether feedback was asked for.
-pub fn parse_list(p: &ListParams) -> Result<(ListFilter, bool), Error> {
-    let limit = match &p.limit {
-        None => 50,
-        Some(l) => l.parse::<i64>().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| {
-            Error::BadRequest(format!("limit must be a whole number from 1 to 500, got {l:?}"))
-        })?,
-    };
-    let outcome = match p.outcome.as_deref() {
-        None => None,
-        Some("failure") => Some(OutcomeFilter::Failure),
-        Some(o @ ("success" | "invalid" | "rejected" | "timeout" | "error")) => {
-            Some(OutcomeFilter::Exactly(o.into()))
-        }
-        Some(o) => {
-            return Err(Error::BadRequest(format!(
-                "outcome must be success, failure, invalid, rejected, timeout or error, got {o:?}"
-            )));
-        }
-    };
-    let after = match &p.cursor {
-        None => None,
-        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
-            Error::BadRequest("cursor is not valid: pass the next_cursor of a previous page unchanged".into())
-        })?),
-    };
-    let feedback = match p.include.as_deref() {
-        None | Some("") => false,
-        Some("feedback") => true,
-        Some(other) => {
-            return Err(Error::BadRequest(format!("include may only be \"feedback\", got {other:?}")));
-        }
-    };
-    let filter = ListFilter {
-        model: p.model.clone(),
-        client: p.client.clone(),
-        outcome,
-        since: time("since", p.since.as_deref())?,
-        until: time("until", p.until.as_deref())?,
-        after,
-        limit,
-    };
-    Ok((filter, feedback))
-}
-
-fn query_error(e: QueryRejection) -> Error {
-    Error::BadRequest(format!("bad query string: {}", e.body_text()))
-}
-
+/// The prediction log, newest first, in keyset pages capped in rows and bytes.
+#[utoipa::path(get, path = "/api/predictions", tag = "prediction log", params(ListParams),
+    security(("api_key" = ["read"])), responses(
+    (status = 200, description = "A page", body = schemas::PredictionPage),
+    (status = 400, description = "A bad filter", body = schemas::ErrorBody,
+     example = json!({"error": "limit must be a whole number from 1 to 500, got \"0\""})),
+    (status = 503, description = NO_LOG, body = schemas::ErrorBody, example = json!({"error": NO_LOG}))))]
 async fn list(
     State(state): State<SharedState>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -146,10 +82,14 @@ async fn list(
 /// Largest page of the listing, in bytes of JSON (one prediction is always listed, however large).
 pub const LIST_MAX_BYTES: usize = 1 << 20;
 
-fn prediction_id(id: &str) -> Result<Uuid, Error> {
-    id.parse().map_err(|_| Error::BadRequest(format!("prediction id {id:?} is not a UUID")))
-}
-
+/// One prediction with its payload, response and feedback.
+#[utoipa::path(get, path = "/api/predictions/{id}", tag = "prediction log", params(("id" = String, Path)),
+    security(("api_key" = ["read"])), responses(
+    (status = 200, description = "The prediction", body = schemas::PredictionDetail),
+    (status = 400, description = "Not a UUID", body = schemas::ErrorBody,
+     example = json!({"error": "prediction id \"x\" is not a UUID"})),
+    (status = 404, description = "No such prediction", body = schemas::ErrorBody),
+    (status = 503, description = NO_LOG, body = schemas::ErrorBody)))]
 async fn detail(State(state): State<SharedState>, Path(id): Path<String>) -> Result<Json<Value>, Error> {
     let log = log(&state)?;
     let uuid = prediction_id(&id)?;
@@ -168,31 +108,17 @@ async fn detail(State(state): State<SharedState>, Path(id): Path<String>) -> Res
     Ok(Json(value))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedbackBody {
-    label: Option<String>,
-    score: Option<f64>,
-    comment: Option<String>,
-}
-
-pub fn check_feedback(b: &FeedbackBody) -> Result<(), Error> {
-    let bad = |m: &str| Err(Error::BadRequest(m.to_string()));
-    if b.label.is_none() && b.score.is_none() && b.comment.is_none() {
-        return bad("feedback needs at least one of label, score or comment");
-    }
-    if b.label.as_ref().is_some_and(|l| l.is_empty() || l.len() > 256) {
-        return bad("label must be 1 to 256 bytes");
-    }
-    if b.comment.as_ref().is_some_and(|c| c.len() > 4096) {
-        return bad("comment must be at most 4096 bytes");
-    }
-    if b.score.is_some_and(|s| !s.is_finite()) {
-        return bad("score must be a finite number");
-    }
-    Ok(())
-}
-
+/// Adds feedback (at most 100 entries per prediction).
+#[utoipa::path(post, path = "/api/predictions/{id}/feedback", tag = "prediction log",
+    params(("id" = String, Path)), security(("api_key" = ["write"])),
+    request_body(content = FeedbackBody, content_type = "application/json", example = json!({"label": "7"})),
+    responses(
+    (status = 201, description = "Added", body = Feedback),
+    (status = 400, description = "A bad body", body = schemas::ErrorBody,
+     example = json!({"error": "feedback needs at least one of label, score or comment"})),
+    (status = 404, description = "No such prediction", body = schemas::ErrorBody),
+    (status = 409, description = "The prediction has 100 entries", body = schemas::ErrorBody),
+    (status = 503, description = NO_LOG, body = schemas::ErrorBody)))]
 async fn add_feedback(
     State(state): State<SharedState>,
     Path(id): Path<String>,
@@ -223,25 +149,6 @@ async fn add_feedback(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatsParams {
-    window: Option<String>,
-}
-
-/// The stats windows: a fixed set, so that the cache holds at most four entries per model and no
-/// query string can make every request a miss.
-pub const WINDOWS: [(&str, u64); 4] = [("5m", 300), ("1h", 3600), ("24h", 86400), ("7d", 7 * 86400)];
-
-/// The seconds of a stats window, which must be one of WINDOWS.
-pub fn window_seconds(window: &str) -> Result<u64, Error> {
-    WINDOWS
-        .iter()
-        .find(|(name, _)| *name == window)
-        .map(|&(_, seconds)| seconds)
-        .ok_or_else(|| Error::BadRequest(format!("window must be one of 5m, 1h, 24h or 7d, got {window:?}")))
-}
-
 fn stats_json(s: &queries::Stats) -> Value {
     let ms = |us: Option<f64>| us.map(|v| v / 1000.0);
     json!({
@@ -253,6 +160,14 @@ fn stats_json(s: &queries::Stats) -> Value {
     })
 }
 
+/// The model's count, error rate, latency percentiles, mean batch and label agreement over a window.
+#[utoipa::path(get, path = "/api/models/{model}/stats", tag = "prediction log",
+    params(("model" = String, Path), StatsParams), security(("api_key" = ["read"])), responses(
+    (status = 200, description = "The window's stats", body = schemas::ModelWindowStats),
+    (status = 400, description = "A window not in the set", body = schemas::ErrorBody,
+     example = json!({"error": "window must be one of 5m, 1h, 24h or 7d, got \"2h\""})),
+    (status = 404, description = NOT_FOUND, body = schemas::ErrorBody, example = json!({"error": UNKNOWN_MODEL})),
+    (status = 503, description = NO_LOG, body = schemas::ErrorBody)))]
 async fn model_stats(
     State(state): State<SharedState>,
     Path(model): Path<String>,
@@ -288,6 +203,10 @@ async fn model_stats(
 }
 
 /// Every served model with its stats over the last hour, from one query.
+#[utoipa::path(get, path = "/api/models", tag = "prediction log", security(("api_key" = ["read"])),
+    responses(
+    (status = 200, description = "The models", body = schemas::ModelList),
+    (status = 503, description = NO_LOG, body = schemas::ErrorBody, example = json!({"error": NO_LOG}))))]
 async fn models(State(state): State<SharedState>) -> Result<Json<Value>, Error> {
     let log = log(&state)?;
     let registry = state.registry()?;
@@ -317,49 +236,4 @@ async fn models(State(state): State<SharedState>) -> Result<Json<Value>, Error> 
         })
         .collect();
     Ok(Json(json!({"models": models, "cached": cached})))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stats_windows_come_from_a_fixed_set() {
-        assert_eq!(window_seconds("5m").unwrap(), 300);
-        assert_eq!(window_seconds("1h").unwrap(), 3600);
-        assert_eq!(window_seconds("24h").unwrap(), 86400);
-        assert_eq!(window_seconds("7d").unwrap(), 604800);
-        assert_eq!(
-            window_seconds("2h").unwrap_err().to_string(),
-            "window must be one of 5m, 1h, 24h or 7d, got \"2h\""
-        );
-        assert!(window_seconds("").is_err());
-    }
-
-    #[test]
-    fn list_parameters_are_checked_with_messages() {
-        let p = ListParams { limit: Some("501".into()), ..Default::default() };
-        assert_eq!(
-            parse_list(&p).unwrap_err().to_string(),
-            "limit must be a whole number from 1 to 500, got \"501\""
-        );
-        let p = ListParams { outcome: Some("ok".into()), ..Default::default() };
-        assert!(parse_list(&p).unwrap_err().to_string().starts_with("outcome must be success, failure"));
-        let p = ListParams { since: Some("yesterday".into()), ..Default::default() };
-        assert!(parse_list(&p).unwrap_err().to_string().starts_with("since must be an RFC 3339 time"));
-        let (f, feedback) =
-            parse_list(&ListParams { include: Some("feedback".into()), ..Default::default() }).unwrap();
-        assert_eq!((f.limit, feedback), (50, true));
-    }
-
-    #[test]
-    fn empty_feedback_is_refused() {
-        let b = FeedbackBody { label: None, score: None, comment: None };
-        assert_eq!(
-            check_feedback(&b).unwrap_err().to_string(),
-            "feedback needs at least one of label, score or comment"
-        );
-        let b = FeedbackBody { label: None, score: Some(f64::NAN), comment: None };
-        assert!(check_feedback(&b).is_err());
-    }
 }

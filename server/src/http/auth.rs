@@ -42,7 +42,14 @@ mod tests {
 
     #[test]
     fn probes_metrics_and_the_page_are_open_and_everything_else_needs_its_scope() {
-        for open in ["/v2/health/live", "/v2/health/ready", "/v2/models/{model}/ready", "/metrics", "/"] {
+        for open in [
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/v2/models/{model}/ready",
+            "/metrics",
+            "/",
+            "/openapi.json",
+        ] {
             assert_eq!(required_scope(open, &Method::GET), None, "{open}");
         }
         assert_eq!(required_scope("/v2/models/{model}/infer", &Method::POST), Some(Scope::Infer));

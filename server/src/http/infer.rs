@@ -9,9 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
 
-use super::SharedState;
 use super::models::ModelPath;
+use super::openapi::{NOT_FOUND, UNKNOWN_MODEL};
 use super::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
+use super::{SharedState, schemas};
 use crate::error::Error;
 use crate::metrics::Protocol;
 use crate::protocol::binary::HEADER_LENGTH;
@@ -25,6 +26,28 @@ pub fn router() -> Router<SharedState> {
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
 }
 
+/// Inference, batched with concurrent requests. JSON, or JSON followed by binary tensors (Triton's
+/// binary extension, `Inference-Header-Content-Length` giving the JSON's length).
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "inference", params(("model" = String, Path)),
+    security(("api_key" = ["infer"])),
+    request_body(content(
+        (schemas::InferRequest = "application/json", example = json!({"id": "42", "inputs": [
+            {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})),
+        (String = "application/octet-stream"))),
+    responses(
+    (status = 200, description = "The outputs", content(
+        (schemas::InferResponse = "application/json", example = json!({"model_name": "affine",
+            "model_version": "2", "id": "42", "outputs": [
+            {"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [2.0, 5.0, 8.0, 11.0]},
+            {"name": "total", "shape": [1], "datatype": "FP32", "data": [10.0]}]})),
+        (String = "application/octet-stream"))),
+    (status = 400, description = "The request does not fit the model", body = schemas::ErrorBody,
+     example = json!({"error": "input 'x' of model 'affine' needs shape [-1, 4] (-1: any size), but the request sent [1, 3]"})),
+    (status = 404, description = NOT_FOUND, body = schemas::ErrorBody, example = json!({"error": UNKNOWN_MODEL})),
+    (status = 413, description = "The body is over --max-body-bytes", body = schemas::ErrorBody),
+    (status = 429, description = "Over --max-concurrent-requests (Retry-After)", body = schemas::ErrorBody),
+    (status = 503, description = "Queue full, timeout, memory budget or shutdown (Retry-After)",
+     body = schemas::ErrorBody)))]
 async fn infer(
     State(state): State<SharedState>,
     Path(path): Path<ModelPath>,

@@ -1,13 +1,16 @@
 //! The HTTP API: routes, the shared error and metrics plumbing. Each feature module exposes `router()`.
 
 mod api;
+mod api_params;
 mod auth;
 mod body;
 pub mod health;
 mod infer;
 pub mod limits;
 pub mod models;
+pub mod openapi;
 pub mod prediction_log;
+mod schemas;
 pub mod web;
 
 use std::sync::Arc;
@@ -42,7 +45,8 @@ pub fn api_app(state: SharedState, with_metrics: bool) -> Router {
         .merge(api::router())
         .merge(web::router())
         .merge(models::router())
-        .merge(infer::router());
+        .merge(infer::router())
+        .merge(openapi::router());
     if with_metrics {
         router = router.route("/metrics", get(metrics));
     }
@@ -65,6 +69,9 @@ pub fn metrics_app(state: SharedState) -> Router {
         .with_state(state)
 }
 
+/// Prometheus' text exposition format. Never behind an API key; with --metrics-port, on that port only.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Every metric", content_type = "text/plain; version=0.0.4", body = String)))]
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

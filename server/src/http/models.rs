@@ -9,7 +9,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::SharedState;
+use super::openapi::{NOT_FOUND, UNKNOWN_MODEL};
+use super::{SharedState, schemas};
 use crate::config::Device;
 use crate::error::Error;
 use crate::model::signature::TensorSpec;
@@ -39,6 +40,14 @@ fn lookup(state: &SharedState, path: &ModelPath) -> Result<Arc<ServedModel>, Err
     state.registry()?.get(&path.model, path.version.as_deref())
 }
 
+/// The model's inputs and outputs (-1 for a dimension of any size) and its versions.
+#[utoipa::path(get, path = "/v2/models/{model}", tag = "inference", params(("model" = String, Path)),
+    security(("api_key" = ["infer"])), responses(
+    (status = 200, description = "Model metadata", body = schemas::ModelMetadata, example = json!({
+        "name": "affine", "versions": ["1", "2"], "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 4]}, {"name": "total", "datatype": "FP32", "shape": [-1]}]})),
+    (status = 404, description = NOT_FOUND, body = schemas::ErrorBody, example = json!({"error": UNKNOWN_MODEL}))))]
 async fn metadata(
     State(state): State<SharedState>,
     Path(path): Path<ModelPath>,
@@ -81,6 +90,13 @@ pub fn all_metadata(registry: &Registry) -> Vec<Value> {
 }
 
 /// The Open Inference Protocol's model readiness body, `{"name", "ready"}` (KServe's client parses it).
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "health", params(("model" = String, Path)),
+    responses(
+    (status = 200, description = "The model is ready", body = schemas::ModelReady,
+     example = json!({"name": "affine", "ready": true})),
+    (status = 503, description = "An instance thread died, or shutdown began", body = schemas::ModelReady,
+     example = json!({"name": "affine", "ready": false})),
+    (status = 404, description = NOT_FOUND, body = schemas::ErrorBody, example = json!({"error": UNKNOWN_MODEL}))))]
 async fn model_ready(
     State(state): State<SharedState>,
     Path(path): Path<ModelPath>,
@@ -92,6 +108,10 @@ async fn model_ready(
 }
 
 /// Triton's model configuration. With batching, `dims` leave out the batch dimension, as Triton's do.
+#[utoipa::path(get, path = "/v2/models/{model}/config", tag = "triton", params(("model" = String, Path)),
+    security(("api_key" = ["infer"])), responses(
+    (status = 200, description = "The configuration in force", body = schemas::ModelConfig),
+    (status = 404, description = NOT_FOUND, body = schemas::ErrorBody, example = json!({"error": UNKNOWN_MODEL}))))]
 async fn config(State(state): State<SharedState>, Path(path): Path<ModelPath>) -> Result<Json<Value>, Error> {
     let model = lookup(&state, &path)?;
     Ok(Json(model_config(&model)))
@@ -163,6 +183,11 @@ pub fn model_config(model: &ServedModel) -> Value {
     config
 }
 
+/// Triton's statistics of the model's versions (or of the one asked for).
+#[utoipa::path(get, path = "/v2/models/{model}/stats", tag = "triton", params(("model" = String, Path)),
+    security(("api_key" = ["infer"])), responses(
+    (status = 200, description = "Statistics", body = schemas::ModelStatistics),
+    (status = 404, description = NOT_FOUND, body = schemas::ErrorBody, example = json!({"error": UNKNOWN_MODEL}))))]
 async fn stats(State(state): State<SharedState>, Path(path): Path<ModelPath>) -> Result<Json<Value>, Error> {
     let registry = state.registry()?;
     let stats: Vec<_> = match &path.version {
@@ -182,6 +207,9 @@ async fn stats(State(state): State<SharedState>, Path(path): Path<ModelPath>) ->
     Ok(Json(json!({ "model_stats": stats })))
 }
 
+/// Triton's statistics of every served model version.
+#[utoipa::path(get, path = "/v2/models/stats", tag = "triton", security(("api_key" = ["infer"])),
+    responses((status = 200, description = "Statistics", body = schemas::ModelStatistics)))]
 async fn all_stats(State(state): State<SharedState>) -> Result<Json<Value>, Error> {
     let stats: Vec<_> =
         state.registry()?.all().map(|m| m.stats.snapshot(&m.info.name, m.info.version)).collect();

@@ -50,6 +50,9 @@ pub fn render(models_json: &str) -> String {
         .replace("{{models}}", &safe)
 }
 
+/// The web page: served models, an inference form, the prediction log.
+#[utoipa::path(get, path = "/", tag = "web",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 async fn index(State(state): State<SharedState>) -> Response {
     let models = match state.registry() {
         Ok(registry) => serde_json::to_string(&all_metadata(registry)).unwrap_or_else(|_| "[]".into()),
@@ -62,6 +65,11 @@ async fn index(State(state): State<SharedState>) -> Response {
         .into_response()
 }
 
+/// The page's script and stylesheet, under content-hashed names (cacheable for a year).
+#[utoipa::path(get, path = "/assets/{file}", tag = "web", params(("file" = String, Path)), responses(
+    (status = 200, description = "The file", content((String = "text/javascript"), (String = "text/css"))),
+    (status = 404, description = "No such asset", body = super::schemas::ErrorBody,
+     example = json!({"error": "no such route: GET /assets/missing.js"}))))]
 async fn static_file(Path(file): Path<String>) -> Response {
     let wanted = format!("/assets/{file}");
     match ASSETS.iter().find(|a| a.path == wanted) {
