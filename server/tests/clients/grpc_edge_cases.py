@@ -5,7 +5,8 @@ definitions tritonclient ships (service_pb2):
   drain URL PID   eight calls queued (the server waits 2 s for company), then SIGTERM to PID: every call
                   still gets its exact answer while the server drains.
   limits URL      with --max-concurrent-requests 1, a second call while one waits is RESOURCE_EXHAUSTED
-                  with REST's 429 message and retry-after metadata; the first is answered.
+                  with REST's 429 message, retry-after metadata and a google.rpc.RetryInfo detail;
+                  the first is answered.
 Exits non-zero on the first failed check."""
 import os
 import signal
@@ -15,6 +16,7 @@ import threading
 
 import grpc
 import numpy as np
+from google.rpc import error_details_pb2, status_pb2
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
@@ -95,9 +97,16 @@ def limits(url):
         stub.ModelInfer(request(contents=[1, 2, 3, 4]))
         check(False, "a second call over the limit is refused")
     except grpc.RpcError as e:
-        retry = dict(e.trailing_metadata() or ()).get("retry-after")
+        trailers = dict(e.trailing_metadata() or ())
+        retry = trailers.get("retry-after")
         check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "more than 1 requests are in flight" in e.details()
               and retry == "1", f"RESOURCE_EXHAUSTED: {e.details()} (retry-after {retry})")
+        # The standard detail, as Google's and gRPC's retrying clients read it.
+        details = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+        info = error_details_pb2.RetryInfo()
+        check(details.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] and details.message == e.details()
+              and len(details.details) == 1 and details.details[0].Unpack(info)
+              and info.retry_delay.seconds == 1, f"google.rpc.RetryInfo of 1 s: {details}")
     y = np.frombuffer(first.result(timeout=10).raw_output_contents[0], dtype=np.float32)
     check(y.tolist() == [3, 5, 7, 9], "the call holding the slot is answered")
     print("all limit checks passed")
