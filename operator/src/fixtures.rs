@@ -143,6 +143,14 @@ impl ApiServerVerifier {
         send.send_response(ok(&object));
     }
 
+    /// LIST of `path` with a label selector, answered with `items`.
+    pub async fn list(&mut self, path: &str, selector: &str, items: Vec<Value>) {
+        let (req, send) = self.next(&Method::GET, path).await;
+        let wanted = selector.replace('/', "%2F").replace('=', "%3D").replace(',', "%2C");
+        assert_eq!(query(&req).get("labelSelector"), Some(&wanted), "selector of LIST {path}");
+        send.send_response(ok(&json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items})));
+    }
+
     /// A request that fails on the server's side with `code`.
     pub async fn fail(&mut self, method: Method, path: &str, code: u16) {
         let (_, send) = self.next(&method, path).await;

@@ -27,6 +27,9 @@ fn pod_failure(pod: &Pod) -> Option<Problem> {
             format!("pod {name}: image {:?} of container {} cannot be pulled: {why}", c.image, c.name),
         ));
     }
+    if let Some(c) = all.iter().find(|c| waiting_reason(c) == Some("CreateContainerConfigError")) {
+        return Some(config_problem(name, &c.name, waiting_message(c).unwrap_or_default()));
+    }
     for c in all {
         let Some(failed) = failed_run(c) else { continue };
         let said = failed.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
@@ -54,6 +57,20 @@ fn pod_failure(pod: &Pod) -> Option<Problem> {
         return Some(problem);
     }
     None
+}
+
+/// A container the kubelet cannot configure, by the kubelet's words: `secret "db" not found`, or
+/// `couldn't find key K in Secret ns/db`. This is how a missing Secret is reported, since the operator
+/// never reads Secrets.
+fn config_problem(pod: &str, container: &str, why: &str) -> Problem {
+    let reason = if why.starts_with("secret \"") && why.ends_with("not found") {
+        reason::SECRET_NOT_FOUND
+    } else if why.starts_with("couldn't find key ") {
+        reason::SECRET_KEY_NOT_FOUND
+    } else {
+        reason::CONTAINER_CONFIG_ERROR
+    };
+    Problem::new(reason, format!("pod {pod}: container {container} cannot start: {why}"))
 }
 
 fn image_problem(reason: &str) -> bool {
@@ -113,6 +130,27 @@ mod tests {
                 "pod digits-7f9c-x2: pulling the model failed: pull s3://m/digits.onnx: SHA-256 mismatch"
             ))
         );
+    }
+
+    #[test]
+    fn a_secret_the_kubelet_cannot_find_is_reported_in_its_words_with_the_reason_it_fits() {
+        let waiting = |message: &str| {
+            pod(json!({"containerStatuses": [container("server",
+                json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}}), json!({}))]}))
+        };
+        let problem = |message: &str| failure(&[waiting(message)]).unwrap();
+        assert_eq!(
+            problem("secret \"digits-db\" not found"),
+            Problem::new(
+                reason::SECRET_NOT_FOUND,
+                "pod digits-7f9c-x2: container server cannot start: secret \"digits-db\" not found"
+            )
+        );
+        assert_eq!(
+            problem("couldn't find key DATABASE_URL in Secret ml/digits-db").reason,
+            reason::SECRET_KEY_NOT_FOUND
+        );
+        assert_eq!(problem("configmap \"digits-server\" not found").reason, reason::CONTAINER_CONFIG_ERROR);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -89,25 +89,11 @@ impl Reconciler {
         Ok(Action::requeue(next))
     }
 
-    /// A missing Secret or PVC does not stop the rollout (the pods wait for it), but it is reported.
+    /// A missing PVC does not stop the rollout (the pods wait for it), but it is reported. Secrets are
+    /// never read (the operator has no `get secrets`): a missing one shows in the pods' status, which
+    /// `pod_failures` reports.
     async fn dependency_problems(&self, uri: &ModelUri) -> Result<Vec<Problem>, Error> {
         let mut problems = Vec::new();
-        if let Some(db) = &self.md.spec.database {
-            match self.api::<Secret>().get_opt(&db.secret_name).await? {
-                None => problems.push(Problem::new(
-                    reason::SECRET_NOT_FOUND,
-                    format!(
-                        "Secret {:?} (spec.database.secretName) does not exist in namespace {:?}",
-                        db.secret_name, self.namespace
-                    ),
-                )),
-                Some(secret) if !secret_has_key(&secret, &db.key) => problems.push(Problem::new(
-                    reason::SECRET_KEY_NOT_FOUND,
-                    format!("Secret {:?} has no key {:?} (spec.database.key)", db.secret_name, db.key),
-                )),
-                Some(_) => {}
-            }
-        }
         if let ModelUri::Pvc { claim, .. } = uri
             && self.api::<PersistentVolumeClaim>().get_opt(claim).await?.is_none()
         {
@@ -273,11 +259,6 @@ fn refusal(e: &Error) -> Option<Problem> {
         Error::Refused { .. } => Some(Problem::new(reason::APPLY_FAILED, e.to_string())),
         Error::Kube(_) | Error::Encode(..) | Error::Leader(_) => None,
     }
-}
-
-fn secret_has_key(secret: &Secret, key: &str) -> bool {
-    secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-        || secret.string_data.as_ref().is_some_and(|d| d.contains_key(key))
 }
 
 /// What the spec asks for that this cluster does not serve.

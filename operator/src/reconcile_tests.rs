@@ -20,7 +20,7 @@ use crate::resources::{Build, configmap, deployment, hpa, networkpolicy, pdb, se
 use crate::status::{self, Observed};
 use crate::validate::validate;
 
-const SECRET: &str = "/api/v1/namespaces/ml/secrets/digits-db";
+const PODS: &str = "/api/v1/namespaces/ml/pods";
 const SERVER_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/digits-server";
 const EDGE_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/digits-edge";
 const SERVICE: &str = "/api/v1/namespaces/ml/services/digits";
@@ -260,12 +260,11 @@ async fn autoscaling_without_autoscaling_v2_runs_the_minimum_without_an_hpa_and_
 }
 
 #[tokio::test]
-async fn a_missing_database_secret_is_reported_but_the_model_is_still_deployed() {
+async fn a_missing_database_secret_is_read_from_the_pods_not_from_the_secret_which_the_operator_never_gets() {
     let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx"},
         "database": {"secretName": "digits-db"}}));
     let (ctx, api) = test_context(Capabilities::default());
     let server = api.run(md.clone(), |mut api| async move {
-        api.get_missing(SECRET).await;
         api.get_missing(SERVER_CONFIG).await;
         api.apply(SERVER_CONFIG).await;
         api.get_missing(EDGE_CONFIG).await;
@@ -274,12 +273,29 @@ async fn a_missing_database_secret_is_reported_but_the_model_is_still_deployed()
         api.get_missing(POLICY).await;
         api.apply(POLICY).await;
         api.get_missing(DEPLOYMENT).await;
-        let deployment = api.apply_answering(DEPLOYMENT, created).await;
+        let deployment = api
+            .apply_answering(DEPLOYMENT, |d| {
+                let mut d = created(d);
+                d["status"] = json!({"replicas": 1, "unavailableReplicas": 1});
+                d
+            })
+            .await;
         assert_eq!(
             deployment["spec"]["template"]["spec"]["containers"][0]["env"],
             json!([{"name": "DATABASE_URL",
                     "valueFrom": {"secretKeyRef": {"name": "digits-db", "key": "DATABASE_URL"}}}])
         );
+        let waiting = json!({"waiting": {"reason": "CreateContainerConfigError",
+                                         "message": "secret \"digits-db\" not found"}});
+        let pod = json!({"metadata": {"name": "digits-7d9f-x2x"}, "status": {"containerStatuses": [
+            {"name": "server", "image": SERVER_IMAGE, "imageID": "", "ready": false, "restartCount": 0,
+             "state": waiting}]}});
+        api.list(
+            PODS,
+            "app.kubernetes.io/instance=digits,app.kubernetes.io/name=kubeinfer-server",
+            vec![pod],
+        )
+        .await;
         let status = api.apply_status().await;
         let degraded = condition(&status, "Degraded");
         assert_eq!(
@@ -288,7 +304,7 @@ async fn a_missing_database_secret_is_reported_but_the_model_is_still_deployed()
         );
         assert_eq!(
             degraded["message"],
-            "Secret \"digits-db\" (spec.database.secretName) does not exist in namespace \"ml\""
+            "pod digits-7d9f-x2x: container server cannot start: secret \"digits-db\" not found"
         );
         assert_eq!(api.event().await["reason"], "Applied");
         let warning = api.event().await;

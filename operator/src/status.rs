@@ -46,6 +46,7 @@ pub mod reason {
     pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
+    pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
     pub const PVC_NOT_FOUND: &str = "PersistentVolumeClaimNotFound";
     pub const AUTOSCALING_UNAVAILABLE: &str = "AutoscalingUnavailable";
     pub const DISRUPTION_BUDGET_UNAVAILABLE: &str = "DisruptionBudgetUnavailable";

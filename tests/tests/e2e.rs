@@ -393,3 +393,22 @@ async fn asking_for_what_the_cluster_lacks_gives_a_condition_and_an_event_and_no
     assert!(after - before <= 4.0, "{} reconciles in 8 s: a hot loop", after - before);
     assert!(operator.log_text().lines().all(|l| !l.contains("\"ERROR\"")), "{}", operator.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_service_account_can_read_no_secret_and_a_database_secret_is_still_wired_in() {
+    let Some(env) = env() else { return };
+    let operator = "system:serviceaccount:kubeinfer-system:kubeinfer-operator";
+    for verb in ["get", "list", "watch"] {
+        let out =
+            env.cluster.kubectl(&["auth", "can-i", verb, "secrets", "--all-namespaces", "--as", operator]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "{verb} secrets");
+    }
+    let ns = env.namespace("no-secrets");
+    let _operator = env.operator(Some(&ns), &[]);
+    let client = env.client().await;
+    apply(env, &ns, &example("database.yaml"));
+    let logged = deployment(&client, &ns, "digits-logged").await;
+    let server = &logged.spec.template.spec.unwrap().containers[0];
+    let url = server.env.iter().flatten().find(|e| e.name == "DATABASE_URL").unwrap();
+    assert_eq!(url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "digits-db");
+}
