@@ -250,6 +250,13 @@ pub struct Batching {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1024))]
     pub intra_op_threads: Option<i32>,
+
+    /// A latency objective, e.g. "20ms": each request is answered within this of its arrival or shed
+    /// with 503 and Retry-After. The server learns the model's batch cost, keeps batches small enough
+    /// to finish in time, and sheds what cannot (kubeinfer_inference_shed_total). Unset: no objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(us|ms|s)$"))]
+    pub latency_target: Option<String>,
 }
 
 /// Prometheus Operator integration.

@@ -67,6 +67,11 @@ pub enum Error {
     QueueFull { model: String, capacity: usize },
     #[error("request to model '{model}' waited {waited:?} in the queue, past its timeout of {timeout:?}")]
     Timeout { model: String, waited: Duration, timeout: Duration },
+    #[error(
+        "model '{model}' would answer in about {predicted:?}, past its latency target of {target:?}: \
+         shed rather than answered late; retry later or elsewhere"
+    )]
+    Shed { model: String, predicted: Duration, target: Duration },
     #[error("the server holds as many request bytes as its {budget}-byte budget allows; retry shortly")]
     MemoryBudget { budget: usize },
     #[error("the request took longer than the server's handler timeout of {limit:?}")]
@@ -109,6 +114,7 @@ impl Error {
             Error::FeedbackFull { .. } => StatusCode::CONFLICT,
             Error::QueueFull { .. }
             | Error::Timeout { .. }
+            | Error::Shed { .. }
             | Error::MemoryBudget { .. }
             | Error::HandlerTimeout { .. }
             | Error::ShuttingDown
@@ -132,6 +138,7 @@ impl Error {
             | Error::TooManyRequests { .. }
             | Error::MemoryBudget { .. } => "rejected",
             Error::Timeout { .. } | Error::BodyTimeout { .. } | Error::HandlerTimeout { .. } => "timeout",
+            Error::Shed { .. } => "shed",
             _ => "error",
         }
     }
@@ -169,6 +176,7 @@ impl Error {
         match self {
             Error::QueueFull { .. }
             | Error::Timeout { .. }
+            | Error::Shed { .. }
             | Error::TooManyRequests { .. }
             | Error::MemoryBudget { .. } => Some(1),
             Error::ShuttingDown | Error::Loading => Some(5),

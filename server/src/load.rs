@@ -96,7 +96,7 @@ pub fn version(
 ) -> Result<ServedModel, Error> {
     let started = Instant::now();
     let settings = &plan.settings;
-    let model_metrics = metrics.for_model(name, version);
+    let model_metrics = metrics.for_model(name, version, settings.latency_target);
     let options = SessionOptions {
         intra_op_threads: settings.intra_op_threads,
         intra_op_spinning: settings.intra_op_spinning,

@@ -1,6 +1,8 @@
 //! Prometheus metrics, kept in one non-global registry owned by the app state so tests stay isolated.
 //! Names follow design.md: prefix `kubeinfer_`, base units, latencies as histograms.
 
+use std::time::Duration;
+
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -52,6 +54,10 @@ struct ModelSeries {
     load_duration: GaugeVec,
     warmup_failures: IntCounterVec,
     instance_deaths: IntCounterVec,
+    latency_target: GaugeVec,
+    within_target: IntCounterVec,
+    shed: IntCounterVec,
+    batch_cost: GaugeVec,
 }
 
 pub fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -73,7 +79,7 @@ impl ModelSeries {
             inference_requests: counter(
                 "kubeinfer_inference_requests_total",
                 "Inference requests by model, version, protocol (rest, grpc) and outcome (success, invalid, \
-                 rejected, timeout, cancelled, error).",
+                 rejected, timeout, shed, cancelled, error).",
                 &["model", "version", "protocol", "outcome"],
             ),
             inference_duration: histogram(
@@ -137,6 +143,35 @@ impl ModelSeries {
                  first request pays for the warm-up (a warmup.json sample avoids this).",
                 MODEL,
             ),
+            latency_target: GaugeVec::new(
+                Opts::new(
+                    "kubeinfer_latency_target_seconds",
+                    "The model's latency objective (--latency-target, latency_target); absent without one.",
+                ),
+                MODEL,
+            )
+            .unwrap_or_else(|e| unreachable!("metric: {e}")),
+            within_target: counter(
+                "kubeinfer_inference_within_target_total",
+                "Answered inference requests whose server time was within the latency target: over \
+                 requests_total{outcome=\"success\"}, the share of answers in time; as a rate, goodput.",
+                MODEL_PROTOCOL,
+            ),
+            shed: counter(
+                "kubeinfer_inference_shed_total",
+                "Requests shed for the latency target (503 + Retry-After), by stage: arrival (the batches \
+                 ahead would make it late) or queue (even run alone when its turn came, it would be late).",
+                &["model", "version", "stage"],
+            ),
+            batch_cost: GaugeVec::new(
+                Opts::new(
+                    "kubeinfer_batch_cost_seconds",
+                    "The learned time of one batch on one instance, by size class (rows: up to 1, 2, 4, \
+                     8, ...), which sizes batches and sheds requests for the latency target.",
+                ),
+                &["model", "version", "rows"],
+            )
+            .unwrap_or_else(|e| unreachable!("metric: {e}")),
         }
     }
 }
@@ -179,6 +214,10 @@ impl Metrics {
             Box::new(s.load_duration.clone()),
             Box::new(s.warmup_failures.clone()),
             Box::new(s.instance_deaths.clone()),
+            Box::new(s.latency_target.clone()),
+            Box::new(s.within_target.clone()),
+            Box::new(s.shed.clone()),
+            Box::new(s.batch_cost.clone()),
             Box::new(build),
         ];
         for c in collectors {
@@ -194,13 +233,25 @@ impl Metrics {
         }
     }
 
-    /// Resolves the per-model series once, so the request path does no label lookups.
-    pub fn for_model(&self, model: &str, version: u64) -> ModelMetrics {
+    /// Resolves the per-model series once, so the request path does no label lookups. `target`: the
+    /// model's latency objective, if it has one.
+    pub fn for_model(&self, model: &str, version: u64, target: Option<Duration>) -> ModelMetrics {
         let v = version.to_string();
         let labels = [model, v.as_str()];
+        if let Some(t) = target {
+            self.model.latency_target.with_label_values(&labels).set(t.as_secs_f64());
+        }
+        let shed = |stage: &str| self.model.shed.with_label_values(&[model, v.as_str(), stage]);
         ModelMetrics {
-            rest: self.outcomes(model, &v, Protocol::Rest),
-            grpc: self.outcomes(model, &v, Protocol::Grpc),
+            rest: self.outcomes(model, &v, Protocol::Rest, target),
+            grpc: self.outcomes(model, &v, Protocol::Grpc, target),
+            shed_at_arrival: shed("arrival"),
+            shed_in_queue: shed("queue"),
+            batch_cost: BatchCost {
+                family: self.model.batch_cost.clone(),
+                model: model.to_string(),
+                version: v.clone(),
+            },
             queue: self.model.queue_duration.with_label_values(&labels),
             compute: self.model.compute_duration.with_label_values(&labels),
             batch_size: self.model.batch_size.with_label_values(&labels),
@@ -212,7 +263,7 @@ impl Metrics {
         }
     }
 
-    fn outcomes(&self, model: &str, version: &str, protocol: Protocol) -> Outcomes {
+    fn outcomes(&self, model: &str, version: &str, protocol: Protocol, target: Option<Duration>) -> Outcomes {
         let labels = [model, version, protocol.as_str()];
         let outcome = |o: &str| {
             self.model.inference_requests.with_label_values(&[model, version, protocol.as_str(), o])
@@ -222,10 +273,13 @@ impl Metrics {
             invalid: outcome("invalid"),
             rejected: outcome("rejected"),
             timeout: outcome("timeout"),
+            shed: outcome("shed"),
             cancelled: outcome("cancelled"),
             error: outcome("error"),
             duration: self.model.inference_duration.with_label_values(&labels),
             overhead: self.model.inference_overhead.with_label_values(&labels),
+            within_target: self.model.within_target.with_label_values(&labels),
+            target,
         }
     }
 
@@ -244,6 +298,9 @@ impl Metrics {
 pub struct ModelMetrics {
     pub rest: Outcomes,
     pub grpc: Outcomes,
+    pub shed_at_arrival: IntCounter,
+    pub shed_in_queue: IntCounter,
+    pub batch_cost: BatchCost,
     pub queue: Histogram,
     pub compute: Histogram,
     pub batch_size: Histogram,
@@ -264,6 +321,24 @@ impl ModelMetrics {
     }
 }
 
+/// The learned batch cost of one model version, published by size class as it is updated.
+#[derive(Clone)]
+pub struct BatchCost {
+    family: GaugeVec,
+    model: String,
+    version: String,
+}
+
+impl BatchCost {
+    /// Sets the estimate of one size class (its largest row count).
+    pub fn publish(&self, estimate: Option<(usize, Duration)>) {
+        if let Some((rows, cost)) = estimate {
+            let rows = rows.to_string();
+            self.family.with_label_values(&[&self.model, &self.version, &rows]).set(cost.as_secs_f64());
+        }
+    }
+}
+
 /// One model version's per-request series for one protocol: outcomes and the time of answered requests.
 #[derive(Clone)]
 pub struct Outcomes {
@@ -271,19 +346,25 @@ pub struct Outcomes {
     pub invalid: IntCounter,
     pub rejected: IntCounter,
     pub timeout: IntCounter,
+    pub shed: IntCounter,
     pub cancelled: IntCounter,
     pub error: IntCounter,
     pub duration: Histogram,
     pub overhead: Histogram,
+    pub within_target: IntCounter,
+    target: Option<Duration>,
 }
 
 impl Outcomes {
     /// Counts an answered inference that took `total`, of which `model` in the queue and the model: the
     /// rest is the server's own overhead.
-    pub fn succeeded(&self, total: std::time::Duration, model: std::time::Duration) {
+    pub fn succeeded(&self, total: Duration, model: Duration) {
         self.success.inc();
         self.duration.observe(total.as_secs_f64());
         self.overhead.observe(total.saturating_sub(model).as_secs_f64());
+        if self.target.is_some_and(|t| total <= t) {
+            self.within_target.inc();
+        }
     }
 
     /// Counts a failed inference under its outcome label.
@@ -292,6 +373,7 @@ impl Outcomes {
             "invalid" => &self.invalid,
             "rejected" => &self.rejected,
             "timeout" => &self.timeout,
+            "shed" => &self.shed,
             _ => &self.error,
         }
         .inc();
@@ -305,7 +387,7 @@ mod tests {
     #[test]
     fn model_series_appear_under_their_labels() {
         let m = Metrics::new("1.31.1");
-        let mm = m.for_model("digits", 1);
+        let mm = m.for_model("digits", 1, None);
         mm.over(Protocol::Grpc).success.inc();
         mm.batch_size.observe(8.0);
         let text = m.render();
@@ -323,7 +405,7 @@ mod tests {
     fn two_instances_do_not_share_series() {
         let a = Metrics::new("x");
         let b = Metrics::new("x");
-        a.for_model("m", 1).rest.success.inc();
+        a.for_model("m", 1, None).rest.success.inc();
         assert!(!b.render().contains(r#"outcome="success",protocol="rest",version="1"} 1"#));
     }
 }

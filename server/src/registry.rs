@@ -71,6 +71,7 @@ impl ServedModel {
                 max_rows: stacked,
                 max_delay: settings.max_queue_delay,
                 preferred: settings.preferred_batch_sizes.clone(),
+                target: settings.latency_target,
             },
             capacity: info.settings.queue_capacity,
             idle_spin: info.settings.idle_spin,

@@ -144,3 +144,45 @@ async fn a_request_still_queued_past_its_timeout_parameter_gets_503() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_latency_target_below_the_models_cost_the_first_request_teaches_the_cost_and_the_next_is_shed()
+{
+    let target = Duration::from_micros(1);
+    let app = start(
+        &["affine"],
+        kubeinfer_server::model::settings::ModelSettings {
+            latency_target: Some(target),
+            ..common::defaults()
+        },
+    );
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]});
+    assert_eq!(app.post_json("/v2/models/affine/infer", &body).await.status, 200, "nothing learned yet");
+    let shed = app.post_json("/v2/models/affine/infer", &body).await;
+    assert_eq!(shed.status, 503);
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert!(shed.error().starts_with("model 'affine' would answer in about "), "{}", shed.error());
+    assert!(
+        shed.error().ends_with(
+            "past its latency target of 1µs: shed rather than answered late; retry later or elsewhere"
+        ),
+        "{}",
+        shed.error()
+    );
+    let m = app.metrics().await;
+    let series = |s: &str| sample(&m, s);
+    assert_eq!(
+        series(
+            r#"kubeinfer_inference_requests_total{model="affine",outcome="shed",protocol="rest",version="2"}"#
+        ),
+        1.0
+    );
+    assert_eq!(series(r#"kubeinfer_inference_shed_total{model="affine",stage="arrival",version="2"}"#), 1.0);
+    assert_eq!(series(r#"kubeinfer_latency_target_seconds{model="affine",version="2"}"#), 0.000001);
+    assert_eq!(
+        series(r#"kubeinfer_inference_within_target_total{model="affine",protocol="rest",version="2"}"#),
+        0.0,
+        "the first answer took more than 1 µs"
+    );
+    assert!(series(r#"kubeinfer_batch_cost_seconds{model="affine",rows="1",version="2"}"#) > 0.0);
+}

@@ -30,6 +30,7 @@ pub fn server(b: &Build) -> ConfigMap {
         set("QUEUE_CAPACITY", batching.queue_capacity.map(|v| v.to_string()));
         set("INSTANCES", batching.instances.map(|v| v.to_string()));
         set("INTRA_OP_THREADS", batching.intra_op_threads.map(|v| v.to_string()));
+        set("LATENCY_TARGET", batching.latency_target.clone());
     }
     ConfigMap { metadata: b.metadata(server_name(b)), data: Some(data), ..Default::default() }
 }
@@ -66,7 +67,8 @@ mod tests {
     #[test]
     fn batching_fields_become_server_environment_variables() {
         let md = md(serde_json::json!({"model": {"uri": "s3://b/m.onnx"},
-                                       "batching": {"maxBatchSize": 32, "maxQueueDelay": "2ms", "instances": 2}}));
+                                       "batching": {"maxBatchSize": 32, "maxQueueDelay": "2ms", "instances": 2,
+                                                    "latencyTarget": "20ms"}}));
         let uri = ModelUri::Remote("s3://b/m.onnx".into());
         let cm = server(&build(&md, &uri));
         assert_eq!(cm.metadata.name.as_deref(), Some("digits-server"));
@@ -74,6 +76,7 @@ mod tests {
             cm.data.unwrap(),
             BTreeMap::from([
                 ("KUBEINFER_INSTANCES".to_string(), "2".to_string()),
+                ("KUBEINFER_LATENCY_TARGET".to_string(), "20ms".to_string()),
                 ("KUBEINFER_MAX_BATCH_SIZE".to_string(), "32".to_string()),
                 ("KUBEINFER_MAX_QUEUE_DELAY".to_string(), "2ms".to_string()),
             ])

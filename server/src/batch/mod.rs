@@ -2,6 +2,7 @@
 //! next batch when they are free. No timer runs when the server is idle: a batch is whatever queued while
 //! the instances were busy, plus, only if `max_queue_delay` is set, what arrives while it waits to fill.
 
+pub mod cost;
 pub mod policy;
 pub mod queue;
 pub mod worker;
@@ -24,7 +25,7 @@ use crate::protocol::Tensor;
 use crate::stats::ModelStats;
 pub use policy::Limits;
 pub use queue::Done;
-use queue::{CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
+use queue::{Admission, CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
 use worker::Worker;
 
 /// How one model's requests are queued and batched.
@@ -42,6 +43,9 @@ pub struct Batcher {
     queue: Queue,
     capacity: usize,
     batchable: bool,
+    target: Option<Duration>,
+    shed_at_arrival: prometheus::IntCounter,
+    shed_in_queue: prometheus::IntCounter,
     in_flight: prometheus::IntGauge,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Instance threads that died (a panic outside the runner's own guard): the model is not healthy.
@@ -58,7 +62,9 @@ impl Batcher {
         stats: Arc<ModelStats>,
     ) -> Result<Batcher, std::io::Error> {
         let BatchConfig { limits, capacity, idle_spin } = config;
-        let queue = Queue::new(capacity, idle_spin, metrics.queue_depth.clone());
+        let admission =
+            Admission { target: limits.target, max_rows: limits.max_rows, instances: runners.len() };
+        let queue = Queue::new(capacity, idle_spin, metrics.queue_depth.clone(), admission);
         let mut threads = Vec::with_capacity(runners.len());
         let dead = Arc::new(AtomicUsize::new(0));
         for (i, runner) in runners.into_iter().enumerate() {
@@ -89,6 +95,9 @@ impl Batcher {
             queue,
             capacity,
             batchable: limits.max_rows > 0,
+            target: limits.target,
+            shed_at_arrival: metrics.shed_at_arrival.clone(),
+            shed_in_queue: metrics.shed_in_queue.clone(),
             in_flight: metrics.in_flight.clone(),
             threads: Mutex::new(threads),
             dead,
@@ -117,6 +126,7 @@ impl Batcher {
         self.queue.push(entry).map_err(|e| match e {
             PushError::Full => Error::QueueFull { model: self.model.clone(), capacity: self.capacity },
             PushError::Closed => Error::ShuttingDown,
+            PushError::Shed { predicted } => self.shed(&self.shed_at_arrival, predicted),
         })?;
         let _guard = InFlight::new(&state, &self.in_flight, cancelled);
         let received = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
@@ -130,6 +140,7 @@ impl Batcher {
             Ok(Err(Failure::Timeout { waited })) => {
                 Err(Error::Timeout { model: self.model.clone(), waited, timeout })
             }
+            Ok(Err(Failure::Shed { predicted })) => Err(self.shed(&self.shed_in_queue, predicted)),
             Ok(Err(Failure::Inference { reason, invalid_input: true })) => {
                 Err(Error::BadRequest(format!("model '{}' rejected the request: {reason}", self.model)))
             }
@@ -141,6 +152,11 @@ impl Batcher {
                 reason: "the model instance stopped".into(),
             }),
         }
+    }
+
+    fn shed(&self, stage: &prometheus::IntCounter, predicted: Duration) -> Error {
+        stage.inc();
+        Error::Shed { model: self.model.clone(), predicted, target: self.target.unwrap_or_default() }
     }
 
     pub fn queue_len(&self) -> usize {

@@ -1,6 +1,9 @@
-//! Which queued requests form the next batch, and whether to wait for more. Pure: no clocks, no locks.
+//! Which queued requests form the next batch, whether to wait for more, and (with a latency target)
+//! which requests to shed because they can no longer be answered in time. Pure: no clocks, no locks.
 
 use std::time::{Duration, Instant};
+
+use super::cost::CostModel;
 
 /// What the policy needs to know about one queued request.
 pub trait Pending {
@@ -9,6 +12,8 @@ pub trait Pending {
     /// Non-batch dimensions of each input; only requests with equal keys can be stacked.
     fn key(&self) -> &[Vec<usize>];
     fn enqueued(&self) -> Instant;
+    /// When the request gives up waiting in the queue (its own `timeout`, or the server's).
+    fn deadline(&self) -> Instant;
     /// The request cannot share a batch (its inputs disagree on the batch dimension).
     fn alone(&self) -> bool;
 }
@@ -22,6 +27,10 @@ pub struct Limits {
     /// Sizes a batch below `max_rows` is cut to and run at once, the largest the queue can make, without
     /// waiting out `max_delay` (Triton's preferred_batch_size). Empty: no preference.
     pub preferred: Vec<usize>,
+    /// The latency objective: a request is answered within this of its arrival or not at all. Batches
+    /// are kept small enough for their oldest request to make it, and a request that cannot make it
+    /// even alone is shed. `None`: no objective, batches as above.
+    pub target: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,15 +41,35 @@ pub enum Decision {
     Run(Vec<usize>),
     /// The batch is below target and the oldest request may still wait until then for company.
     WaitUntil(Instant),
+    /// Answer these queue positions (ascending) at once as shed: even run alone now, the learned cost
+    /// puts their answer past the latency target (or their own timeout, if sooner).
+    Shed(Vec<usize>),
+}
+
+/// When `p` must be answered by: its arrival plus the target, or its own deadline if sooner.
+fn due<P: Pending + ?Sized>(p: &P, target: Duration) -> Instant {
+    (p.enqueued() + target).min(p.deadline())
 }
 
 /// The oldest request always leads the batch (so nothing starves); later requests with the same key
-/// join it in arrival order while their rows fit.
+/// join it in arrival order while their rows fit and, with a target, while the batch's predicted cost
+/// still lets every request in it finish in time.
 pub fn decide<'a, P: Pending + 'a>(
-    queue: impl IntoIterator<Item = &'a P>,
+    queue: impl IntoIterator<Item = &'a P> + Clone,
     limits: &Limits,
+    cost: &CostModel,
     now: Instant,
 ) -> Decision {
+    // Run alone now, would each request still finish in time? Those that would not are shed.
+    let objective = limits.target.filter(|_| cost.predict(1).is_some());
+    if let Some(target) = objective {
+        let late = |p: &P| cost.predict(p.rows()).is_some_and(|c| now + c > due(p, target));
+        let hopeless: Vec<usize> =
+            queue.clone().into_iter().enumerate().filter(|(_, p)| late(p)).map(|(i, _)| i).collect();
+        if !hopeless.is_empty() {
+            return Decision::Shed(hopeless);
+        }
+    }
     let mut queue = queue.into_iter().enumerate();
     let Some((_, first)) = queue.next() else {
         return Decision::Idle;
@@ -48,18 +77,26 @@ pub fn decide<'a, P: Pending + 'a>(
     if limits.max_rows == 0 || first.alone() {
         return Decision::Run(vec![0]);
     }
+    let finishes = |rows: usize, by: Instant| cost.predict(rows).is_none_or(|c| now + c <= by);
     let mut picked = vec![0];
-    // Rows of the batch after each picked request.
+    // Rows of the batch after each picked request, and the earliest due time among them.
     let mut rows = vec![first.rows()];
+    let mut due_by = objective.map(|t| due(first, t));
     for (i, p) in queue {
         let total = rows[rows.len() - 1];
         if total >= limits.max_rows {
             break;
         }
-        if !p.alone() && p.key() == first.key() && total + p.rows() <= limits.max_rows {
-            picked.push(i);
-            rows.push(total + p.rows());
+        if p.alone() || p.key() != first.key() || total + p.rows() > limits.max_rows {
+            continue;
         }
+        let joined_due = objective.map(|t| due(p, t)).into_iter().chain(due_by).min();
+        if joined_due.is_some_and(|by| !finishes(total + p.rows(), by)) {
+            continue;
+        }
+        picked.push(i);
+        rows.push(total + p.rows());
+        due_by = joined_due;
     }
     let total = rows[rows.len() - 1];
     if total < limits.max_rows && !limits.preferred.contains(&total) {
@@ -68,13 +105,37 @@ pub fn decide<'a, P: Pending + 'a>(
             return Decision::Run(picked);
         }
         if !limits.max_delay.is_zero() {
-            let until = first.enqueued() + limits.max_delay;
+            let mut until = first.enqueued() + limits.max_delay;
+            // With a target, waiting for company must leave the batch time to run.
+            if let (Some(by), Some(c)) = (due_by, cost.predict(total)) {
+                until = until.min(by.checked_sub(c).unwrap_or(now));
+            }
             if now < until {
                 return Decision::WaitUntil(until);
             }
         }
     }
     Decision::Run(picked)
+}
+
+/// When a request of `rows` that joins the queue now would be answered, if the learned cost holds:
+/// the batches ahead of it and its own, as full as `max_rows` allows, shared among `instances` (0
+/// max_rows: one request per batch). A batch already running is not counted, so this errs early.
+pub fn predicted_completion(
+    queued: (usize, usize),
+    rows: usize,
+    max_rows: usize,
+    instances: usize,
+    cost: &CostModel,
+    now: Instant,
+) -> Option<Instant> {
+    let (queued_requests, queued_rows) = queued;
+    let (batches, batch_rows) = match max_rows {
+        0 => (queued_requests + 1, rows),
+        max => ((queued_rows + rows).div_ceil(max), max.min(queued_rows + rows)),
+    };
+    let rounds = u32::try_from(batches.div_ceil(instances.max(1))).unwrap_or(u32::MAX);
+    Some(now + cost.predict(batch_rows)?.saturating_mul(rounds))
 }
 
 #[cfg(test)]
@@ -86,6 +147,7 @@ mod tests {
         key: Vec<Vec<usize>>,
         at: Instant,
         alone: bool,
+        deadline: Option<Instant>,
     }
 
     impl Pending for Req {
@@ -98,58 +160,67 @@ mod tests {
         fn enqueued(&self) -> Instant {
             self.at
         }
+        fn deadline(&self) -> Instant {
+            self.deadline.unwrap_or(self.at + Duration::from_secs(30))
+        }
         fn alone(&self) -> bool {
             self.alone
         }
     }
 
     fn req(rows: usize, width: usize, at: Instant) -> Req {
-        Req { rows, key: vec![vec![width]], at, alone: false }
+        Req { rows, key: vec![vec![width]], at, alone: false, deadline: None }
     }
 
-    const NO_WAIT: Limits = Limits { max_rows: 8, max_delay: Duration::ZERO, preferred: Vec::new() };
+    const NO_WAIT: Limits =
+        Limits { max_rows: 8, max_delay: Duration::ZERO, preferred: Vec::new(), target: None };
 
     fn delayed(max_rows: usize, delay: Duration) -> Limits {
-        Limits { max_rows, max_delay: delay, preferred: vec![] }
+        Limits { max_rows, max_delay: delay, preferred: vec![], target: None }
+    }
+
+    /// A decision with nothing learned of the model's cost: a target, if any, cannot be enforced.
+    fn untimed<'a>(q: impl IntoIterator<Item = &'a Req> + Clone, limits: &Limits, now: Instant) -> Decision {
+        decide(q, limits, &CostModel::default(), now)
     }
 
     #[test]
     fn an_empty_queue_is_idle() {
-        assert_eq!(decide(&Vec::<Req>::new(), &NO_WAIT, Instant::now()), Decision::Idle);
+        assert_eq!(untimed(&Vec::<Req>::new(), &NO_WAIT, Instant::now()), Decision::Idle);
     }
 
     #[test]
     fn a_lone_request_runs_at_once_when_no_delay_is_configured() {
         let now = Instant::now();
-        assert_eq!(decide(&[req(1, 4, now)], &NO_WAIT, now), Decision::Run(vec![0]));
+        assert_eq!(untimed(&[req(1, 4, now)], &NO_WAIT, now), Decision::Run(vec![0]));
     }
 
     #[test]
     fn compatible_requests_join_the_oldest_until_the_batch_is_full() {
         let now = Instant::now();
         let q: Vec<Req> = (0..12).map(|_| req(1, 4, now)).collect();
-        assert_eq!(decide(&q, &NO_WAIT, now), Decision::Run((0..8).collect()));
+        assert_eq!(untimed(&q, &NO_WAIT, now), Decision::Run((0..8).collect()));
     }
 
     #[test]
     fn requests_with_other_non_batch_dimensions_are_left_for_a_later_batch() {
         let now = Instant::now();
         let q = [req(1, 4, now), req(1, 5, now), req(2, 4, now)];
-        assert_eq!(decide(&q, &NO_WAIT, now), Decision::Run(vec![0, 2]));
+        assert_eq!(untimed(&q, &NO_WAIT, now), Decision::Run(vec![0, 2]));
     }
 
     #[test]
     fn a_request_whose_rows_do_not_fit_is_skipped_but_smaller_ones_behind_it_join() {
         let now = Instant::now();
         let q = [req(5, 4, now), req(4, 4, now), req(3, 4, now)];
-        assert_eq!(decide(&q, &NO_WAIT, now), Decision::Run(vec![0, 2]));
+        assert_eq!(untimed(&q, &NO_WAIT, now), Decision::Run(vec![0, 2]));
     }
 
     #[test]
     fn a_model_that_cannot_batch_runs_one_request_at_a_time() {
         let now = Instant::now();
         let q = [req(1, 4, now), req(1, 4, now)];
-        assert_eq!(decide(&q, &delayed(0, Duration::from_millis(5)), now), Decision::Run(vec![0]));
+        assert_eq!(untimed(&q, &delayed(0, Duration::from_millis(5)), now), Decision::Run(vec![0]));
     }
 
     #[test]
@@ -158,10 +229,10 @@ mod tests {
         let limits = &delayed(8, Duration::from_millis(5));
         let q = [req(1, 4, t0)];
         assert_eq!(
-            decide(&q, limits, t0 + Duration::from_millis(1)),
+            untimed(&q, limits, t0 + Duration::from_millis(1)),
             Decision::WaitUntil(t0 + Duration::from_millis(5))
         );
-        assert_eq!(decide(&q, limits, t0 + Duration::from_millis(5)), Decision::Run(vec![0]));
+        assert_eq!(untimed(&q, limits, t0 + Duration::from_millis(5)), Decision::Run(vec![0]));
     }
 
     #[test]
@@ -169,17 +240,17 @@ mod tests {
         let t0 = Instant::now();
         let limits = &delayed(2, Duration::from_secs(1));
         let q = [req(1, 4, t0), req(1, 4, t0)];
-        assert_eq!(decide(&q, limits, t0), Decision::Run(vec![0, 1]));
+        assert_eq!(untimed(&q, limits, t0), Decision::Run(vec![0, 1]));
     }
 
     #[test]
     fn a_request_that_must_run_alone_neither_leads_nor_joins_a_shared_batch() {
         let now = Instant::now();
         let alone = Req { alone: true, ..req(2, 4, now) };
-        assert_eq!(decide(&[alone, req(1, 4, now)], &NO_WAIT, now), Decision::Run(vec![0]));
+        assert_eq!(untimed(&[alone, req(1, 4, now)], &NO_WAIT, now), Decision::Run(vec![0]));
         let alone = Req { alone: true, ..req(2, 4, now) };
         assert_eq!(
-            decide(&[req(1, 4, now), alone, req(1, 4, now)], &NO_WAIT, now),
+            untimed(&[req(1, 4, now), alone, req(1, 4, now)], &NO_WAIT, now),
             Decision::Run(vec![0, 2])
         );
     }
@@ -189,9 +260,9 @@ mod tests {
         let t0 = Instant::now();
         let limits = Limits { preferred: vec![2, 4], ..delayed(16, Duration::from_secs(1)) };
         let q: Vec<Req> = (0..5).map(|_| req(1, 4, t0)).collect();
-        assert_eq!(decide(&q, &limits, t0), Decision::Run(vec![0, 1, 2, 3]));
+        assert_eq!(untimed(&q, &limits, t0), Decision::Run(vec![0, 1, 2, 3]));
         let q = [req(1, 4, t0), req(1, 4, t0)];
-        assert_eq!(decide(&q, &limits, t0), Decision::Run(vec![0, 1]));
+        assert_eq!(untimed(&q, &limits, t0), Decision::Run(vec![0, 1]));
     }
 
     #[test]
@@ -199,8 +270,8 @@ mod tests {
         let t0 = Instant::now();
         let limits = Limits { preferred: vec![4], ..delayed(16, Duration::from_millis(5)) };
         let q = [req(3, 4, t0)];
-        assert_eq!(decide(&q, &limits, t0), Decision::WaitUntil(t0 + Duration::from_millis(5)));
-        assert_eq!(decide(&q, &limits, t0 + Duration::from_millis(5)), Decision::Run(vec![0]));
+        assert_eq!(untimed(&q, &limits, t0), Decision::WaitUntil(t0 + Duration::from_millis(5)));
+        assert_eq!(untimed(&q, &limits, t0 + Duration::from_millis(5)), Decision::Run(vec![0]));
     }
 
     #[test]
@@ -208,6 +279,75 @@ mod tests {
         let t0 = Instant::now();
         let limits = Limits { preferred: vec![4], ..NO_WAIT };
         let q = [req(3, 4, t0), req(2, 4, t0)];
-        assert_eq!(decide(&q, &limits, t0), Decision::Run(vec![0, 1]));
+        assert_eq!(untimed(&q, &limits, t0), Decision::Run(vec![0, 1]));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Batches of 1, 2, 4 and 8 rows take 2, 4, 8 and 16 ms.
+    fn linear() -> CostModel {
+        let mut cost = CostModel::default();
+        for rows in [1, 2, 4, 8] {
+            cost.observe(rows, ms(2 * rows as u64));
+        }
+        cost
+    }
+
+    fn targeted(target: u64) -> Limits {
+        Limits { target: Some(ms(target)), ..NO_WAIT }
+    }
+
+    #[test]
+    fn with_a_target_a_request_that_cannot_finish_in_time_even_alone_is_shed_and_the_rest_kept() {
+        let t0 = Instant::now();
+        let mut cost = CostModel::default();
+        cost.observe(1, ms(10));
+        let q = [req(1, 4, t0), req(1, 4, t0 + ms(10))];
+        // At 15 ms the first is due at 20 and would finish at 25; the second is due at 30.
+        assert_eq!(decide(&q, &targeted(20), &cost, t0 + ms(15)), Decision::Shed(vec![0]));
+        assert_eq!(decide(&q[1..], &targeted(20), &cost, t0 + ms(15)), Decision::Run(vec![0]));
+    }
+
+    #[test]
+    fn with_a_target_the_batch_grows_only_while_its_predicted_cost_lets_the_oldest_finish_in_time() {
+        let t0 = Instant::now();
+        let q: Vec<Req> = (0..8).map(|_| req(1, 4, t0)).collect();
+        // 14 ms left: 4 rows take 8 ms, 5 to 8 rows 16 ms.
+        assert_eq!(decide(&q, &targeted(20), &linear(), t0 + ms(6)), Decision::Run(vec![0, 1, 2, 3]));
+        assert_eq!(decide(&q, &targeted(20), &linear(), t0), Decision::Run((0..8).collect()));
+        assert_eq!(untimed(&q, &targeted(20), t0 + ms(6)), Decision::Run((0..8).collect()));
+    }
+
+    #[test]
+    fn a_requests_own_timeout_is_its_deadline_when_it_is_sooner_than_the_target() {
+        let t0 = Instant::now();
+        let hurried = Req { deadline: Some(t0 + ms(5)), ..req(1, 4, t0) };
+        let mut cost = CostModel::default();
+        cost.observe(1, ms(10));
+        assert_eq!(decide(&[hurried], &targeted(20), &cost, t0), Decision::Shed(vec![0]));
+    }
+
+    #[test]
+    fn with_a_target_waiting_for_company_ends_when_the_batch_must_start_to_finish_in_time() {
+        let t0 = Instant::now();
+        let limits = Limits { max_delay: ms(50), ..targeted(20) };
+        let q = [req(1, 4, t0)];
+        assert_eq!(decide(&q, &limits, &linear(), t0), Decision::WaitUntil(t0 + ms(18)));
+        assert_eq!(decide(&q, &limits, &linear(), t0 + ms(18)), Decision::Run(vec![0]));
+        assert_eq!(untimed(&q, &limits, t0), Decision::WaitUntil(t0 + ms(50)));
+    }
+
+    #[test]
+    fn arrival_predicts_the_batches_ahead_shared_among_the_instances() {
+        let t0 = Instant::now();
+        let mut cost = linear();
+        cost.observe(16, ms(10));
+        // 40 queued rows and 4 more: 3 batches of 16, 2 rounds on 2 instances, 10 ms each.
+        assert_eq!(predicted_completion((10, 40), 4, 16, 2, &cost, t0), Some(t0 + ms(20)));
+        // Without batching each request is a batch: 3 ahead and its own, 2 rows each at 4 ms.
+        assert_eq!(predicted_completion((3, 6), 2, 0, 1, &cost, t0), Some(t0 + ms(16)));
+        assert_eq!(predicted_completion((3, 6), 2, 0, 1, &CostModel::default(), t0), None);
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
+use super::cost::CostModel;
 use super::policy::{self, Decision, Limits, Pending};
 use crate::protocol::Tensor;
 
@@ -34,6 +35,10 @@ pub struct Done {
 pub enum Failure {
     Timeout {
         waited: Duration,
+    },
+    /// Shed when its turn came: even alone, the learned cost put its answer past the latency target.
+    Shed {
+        predicted: Duration,
     },
     /// The batch failed; `invalid_input` when the model blamed the inputs of a batch holding only this request.
     Inference {
@@ -76,6 +81,9 @@ impl Pending for Entry {
     fn enqueued(&self) -> Instant {
         self.enqueued
     }
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
     fn alone(&self) -> bool {
         self.alone
     }
@@ -85,6 +93,19 @@ impl Pending for Entry {
 pub enum PushError {
     Full,
     Closed,
+    /// Refused at arrival: the batches ahead of it would put its answer past the latency target, by the
+    /// learned cost (`predicted` from now).
+    Shed {
+        predicted: Duration,
+    },
+}
+
+/// What arrival admission needs besides the queue: the target, and how batches are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub target: Option<Duration>,
+    pub max_rows: usize,
+    pub instances: usize,
 }
 
 #[derive(Clone)]
@@ -102,16 +123,20 @@ struct Shared {
     /// How long an instance that ran out of work watches for more before it sleeps. Waking a sleeping
     /// thread costs tens of microseconds on a VM; at low concurrency that is most of the serving overhead.
     idle_spin: Duration,
+    admission: Admission,
 }
 
 struct State {
     entries: VecDeque<Entry>,
     closed: bool,
+    /// Learned from every batch the instances run; read by the policy under the same lock.
+    cost: CostModel,
 }
 
 impl Queue {
-    pub fn new(capacity: usize, idle_spin: Duration, depth: IntGauge) -> Queue {
-        let state = State { entries: VecDeque::with_capacity(capacity.min(4096)), closed: false };
+    pub fn new(capacity: usize, idle_spin: Duration, depth: IntGauge, admission: Admission) -> Queue {
+        let entries = VecDeque::with_capacity(capacity.min(4096));
+        let state = State { entries, closed: false, cost: CostModel::default() };
         Queue {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
@@ -120,6 +145,7 @@ impl Queue {
                 depth,
                 pushes: AtomicU64::new(0),
                 idle_spin,
+                admission,
             }),
         }
     }
@@ -142,12 +168,36 @@ impl Queue {
                 return Err(PushError::Full);
             }
         }
+        self.admit(&st, &entry)?;
         st.entries.push_back(entry);
         self.shared.depth.set(st.entries.len() as i64);
         self.shared.pushes.fetch_add(1, Ordering::Release);
         drop(st);
         self.shared.ready.notify_one();
         Ok(())
+    }
+
+    /// With a target, refuses a request whose answer the learned cost puts past its due time.
+    fn admit(&self, st: &State, entry: &Entry) -> Result<(), PushError> {
+        let a = self.shared.admission;
+        let Some(target) = a.target else { return Ok(()) };
+        let queued = (st.entries.len(), st.entries.iter().map(|e| e.rows).sum());
+        let now = entry.enqueued;
+        let predicted =
+            policy::predicted_completion(queued, entry.rows, a.max_rows, a.instances, &st.cost, now);
+        match predicted {
+            Some(done) if done > (now + target).min(entry.deadline) => {
+                Err(PushError::Shed { predicted: done - now })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a batch of `rows` that took `took` into the learned cost; returns the model as it now is.
+    pub fn record_cost(&self, rows: usize, took: Duration) -> CostModel {
+        let mut st = self.lock();
+        st.cost.observe(rows, took);
+        st.cost
     }
 
     /// Stops accepting requests; instances finish what is queued and then `next_batch` returns `None`.
@@ -178,11 +228,17 @@ impl Queue {
             } else {
                 limits
             };
-            match policy::decide(&st.entries, limits, now) {
+            match policy::decide(&st.entries, limits, &st.cost, now) {
                 Decision::Idle if st.closed => return None,
                 Decision::Idle => st = self.idle(st),
                 Decision::WaitUntil(t) => {
                     st = self.shared.ready.wait_timeout(st, t - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                Decision::Shed(picked) => {
+                    for e in self.take(&mut st, picked) {
+                        let predicted = st.cost.predict(e.rows).unwrap_or_default();
+                        let _ = e.reply.send(Err(Failure::Shed { predicted }));
+                    }
                 }
                 Decision::Run(picked) => {
                     let batch = self.take(&mut st, picked);

@@ -36,21 +36,26 @@ impl Runner for Gated {
 
 struct Harness {
     batcher: Arc<Batcher>,
+    metrics: ModelMetrics,
     cancelled: prometheus::IntCounter,
     started: mpsc::Receiver<usize>,
     gate: mpsc::Sender<()>,
 }
 
 fn harness(instances: usize, max_rows: usize, capacity: usize) -> Harness {
+    targeted(instances, max_rows, capacity, None)
+}
+
+fn targeted(instances: usize, max_rows: usize, capacity: usize, target: Option<Duration>) -> Harness {
     let (started_tx, started) = mpsc::channel();
     let (gate, gate_rx) = mpsc::channel();
     let gate_rx = Arc::new(Mutex::new(gate_rx));
     let runners: Vec<Box<dyn Runner>> = (0..instances)
         .map(|_| Box::new(Gated { started: started_tx.clone(), gate: gate_rx.clone() }) as Box<dyn Runner>)
         .collect();
-    let metrics = Metrics::new("test").for_model("m", 1);
+    let metrics = Metrics::new("test").for_model("m", 1, target);
     let cancelled = metrics.rest.cancelled.clone();
-    let limits = Limits { max_rows, max_delay: Duration::ZERO, preferred: vec![] };
+    let limits = Limits { max_rows, max_delay: Duration::ZERO, preferred: vec![], target };
     let batcher = Batcher::start(
         "m",
         runners,
@@ -59,7 +64,7 @@ fn harness(instances: usize, max_rows: usize, capacity: usize) -> Harness {
         Arc::new(ModelStats::default()),
     )
     .unwrap();
-    Harness { batcher: Arc::new(batcher), cancelled, started, gate }
+    Harness { batcher: Arc::new(batcher), metrics, cancelled, started, gate }
 }
 
 fn x(values: &[f32]) -> Vec<Tensor> {
@@ -225,8 +230,8 @@ impl Runner for Panicky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
-    let metrics = Metrics::new("test").for_model("m", 1);
-    let limits = Limits { max_rows: 8, max_delay: Duration::ZERO, preferred: vec![] };
+    let metrics = Metrics::new("test").for_model("m", 1, None);
+    let limits = Limits { max_rows: 8, max_delay: Duration::ZERO, preferred: vec![], target: None };
     let runners: Vec<Box<dyn Runner>> = vec![Box::new(Panicky { calls: 0 })];
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50) };
     let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(ModelStats::default())).unwrap();
@@ -255,8 +260,9 @@ impl Runner for Lying {
 
 #[tokio::test]
 async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy() {
-    let metrics = Metrics::new("test").for_model("m", 1);
-    let limits = Limits { max_rows: 8, max_delay: Duration::from_millis(200), preferred: vec![] };
+    let metrics = Metrics::new("test").for_model("m", 1, None);
+    let limits =
+        Limits { max_rows: 8, max_delay: Duration::from_millis(200), preferred: vec![], target: None };
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::ZERO };
     let batcher = Arc::new(
         Batcher::start("m", vec![Box::new(Lying)], config, &metrics, Arc::new(ModelStats::default()))
@@ -281,4 +287,52 @@ async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy()
     }
     assert!(!batcher.healthy());
     assert_eq!(metrics.instance_deaths.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_target_requests_the_learned_cost_makes_late_are_shed_at_arrival_or_when_their_turn_comes() {
+    let h = targeted(1, 1, 16, Some(Duration::from_millis(70)));
+    // The first batch teaches the cost: at least 40 ms (less than the 70 ms target; two are more).
+    let a = h.submit(&[1.0], LONG);
+    assert_eq!(h.next_batch_rows(), 1);
+    std::thread::sleep(Duration::from_millis(40));
+    h.open(1);
+    assert_eq!(y(&a.await.unwrap().unwrap()), [2.0]);
+
+    let b = h.submit(&[2.0], LONG);
+    assert_eq!(h.next_batch_rows(), 1);
+    // B is running: C would finish one batch from now, in time, so it is queued...
+    let c = h.submit(&[3.0], LONG);
+    h.wait_for_queue(1).await;
+    // ...and D, two batches from now, is not.
+    let d = h.submit(&[4.0], LONG).await.unwrap().unwrap_err();
+    assert!(matches!(d, Error::Shed { .. }), "{d}");
+    assert!(
+        d.to_string().ends_with(
+            "past its latency target of 70ms: shed rather than answered late; retry later or elsewhere"
+        ),
+        "{d}"
+    );
+    // B holds the instance long enough that C, run alone when its turn comes, would be late.
+    std::thread::sleep(Duration::from_millis(60));
+    h.open(1);
+    assert_eq!(y(&b.await.unwrap().unwrap()), [4.0]);
+    let c = c.await.unwrap().unwrap_err();
+    assert!(matches!(c, Error::Shed { .. }), "{c}");
+    assert_eq!((h.metrics.shed_at_arrival.get(), h.metrics.shed_in_queue.get()), (1, 1));
+    assert_eq!(h.cancelled.get(), 0, "shed is not cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_target_the_same_load_is_queued_and_answered_late() {
+    let h = harness(1, 1, 16);
+    let a = h.submit(&[1.0], LONG);
+    assert_eq!(h.next_batch_rows(), 1);
+    let (b, c) = (h.submit(&[2.0], LONG), h.submit(&[3.0], LONG));
+    h.wait_for_queue(2).await;
+    h.open(3);
+    for (call, want) in [(a, 2.0), (b, 4.0), (c, 6.0)] {
+        assert_eq!(y(&call.await.unwrap().unwrap()), [want]);
+    }
+    assert_eq!((h.metrics.shed_at_arrival.get(), h.metrics.shed_in_queue.get()), (0, 0));
 }

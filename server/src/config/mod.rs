@@ -233,6 +233,14 @@ pub struct BatchingArgs {
     /// queued (open dimensions would otherwise let a caller ask for any amount of compute).
     #[arg(long, env = "KUBEINFER_MAX_ELEMENTS", default_value_t = 1 << 24)]
     pub max_elements: usize,
+
+    /// A latency objective for every model (config.toml's latency_target overrides it per model): each
+    /// request is answered within this of its arrival or shed with 503 and Retry-After. The server
+    /// learns each model's batch cost as it runs, keeps batches small enough to finish in time, and
+    /// sheds a request when, by that cost, it cannot be answered in time (at arrival or when its turn
+    /// comes). A request's own `timeout` is a tighter deadline. Unset: no objective.
+    #[arg(long, env = "KUBEINFER_LATENCY_TARGET", value_parser = parse_duration)]
+    pub latency_target: Option<Duration>,
 }
 
 impl BatchingArgs {
@@ -252,6 +260,7 @@ impl BatchingArgs {
             dynamic_batching: true,
             preferred_batch_sizes: vec![],
             allow_timeout_override: true,
+            latency_target: self.latency_target,
         }
     }
 }

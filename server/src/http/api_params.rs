@@ -18,7 +18,7 @@ pub struct ListParams {
     model: Option<String>,
     /// Only those sent with this `X-Client-Id`.
     client: Option<String>,
-    /// success, failure (any other), invalid, rejected, timeout or error.
+    /// success, failure (any other), invalid, rejected, timeout, shed or error.
     outcome: Option<String>,
     /// RFC 3339 time, inclusive.
     since: Option<String>,
@@ -55,12 +55,12 @@ pub fn parse_list(p: &ListParams) -> Result<(ListFilter, bool), Error> {
     let outcome = match p.outcome.as_deref() {
         None => None,
         Some("failure") => Some(OutcomeFilter::Failure),
-        Some(o @ ("success" | "invalid" | "rejected" | "timeout" | "error")) => {
+        Some(o @ ("success" | "invalid" | "rejected" | "timeout" | "shed" | "error")) => {
             Some(OutcomeFilter::Exactly(o.into()))
         }
         Some(o) => {
             return Err(Error::BadRequest(format!(
-                "outcome must be success, failure, invalid, rejected, timeout or error, got {o:?}"
+                "outcome must be success, failure, invalid, rejected, timeout, shed or error, got {o:?}"
             )));
         }
     };

@@ -44,6 +44,8 @@ pub struct ModelSettings {
     pub preferred_batch_sizes: Vec<usize>,
     /// Whether a request's own `timeout` parameter replaces `request_timeout`.
     pub allow_timeout_override: bool,
+    /// The latency objective: answer within this of arrival or shed (503). `None`: no objective.
+    pub latency_target: Option<Duration>,
 }
 
 /// The keys `<model>/config.toml` may set; unknown keys are an error so that typos do not pass silently.
@@ -64,6 +66,8 @@ pub struct Overrides {
     pub dynamic_batching: Option<bool>,
     pub preferred_batch_sizes: Option<Vec<usize>>,
     pub allow_timeout_override: Option<bool>,
+    /// A duration, or "off" (to drop a server-wide --latency-target for this model).
+    pub latency_target: Option<String>,
 }
 
 impl Overrides {
@@ -91,6 +95,7 @@ impl Overrides {
             dynamic_batching: self.dynamic_batching.or(lower.dynamic_batching),
             preferred_batch_sizes: self.preferred_batch_sizes.or(lower.preferred_batch_sizes),
             allow_timeout_override: self.allow_timeout_override.or(lower.allow_timeout_override),
+            latency_target: self.latency_target.or(lower.latency_target),
         }
     }
 }
@@ -122,6 +127,11 @@ impl ModelSettings {
                 .clone()
                 .unwrap_or_else(|| self.preferred_batch_sizes.clone()),
             allow_timeout_override: o.allow_timeout_override.unwrap_or(self.allow_timeout_override),
+            latency_target: match o.latency_target.as_deref() {
+                None => self.latency_target,
+                Some("off") => None,
+                Some(s) => Some(parse_duration(s).map_err(|e| format!("latency_target: {e}"))?),
+            },
         };
         settings.validate()?;
         Ok(settings)
@@ -148,6 +158,9 @@ impl ModelSettings {
         }
         if self.request_timeout.is_zero() {
             return Err("request_timeout must be above zero".into());
+        }
+        if self.latency_target.is_some_and(|t| t.is_zero()) {
+            return Err("latency_target must be above zero (\"off\" turns it off)".into());
         }
         if let Some(&size) = self.preferred_batch_sizes.iter().find(|&&s| s == 0 || s > self.max_batch_size) {
             return Err(format!(
@@ -179,7 +192,24 @@ mod tests {
             dynamic_batching: true,
             preferred_batch_sizes: vec![],
             allow_timeout_override: true,
+            latency_target: None,
         }
+    }
+
+    #[test]
+    fn a_latency_target_is_set_per_model_and_off_drops_the_servers() {
+        let target = |toml_text: &str, server: Option<Duration>| {
+            let o: Overrides = toml::from_str(toml_text).unwrap();
+            ModelSettings { latency_target: server, ..defaults() }.with(&o).map(|s| s.latency_target)
+        };
+        assert_eq!(target("latency_target = \"20ms\"", None), Ok(Some(Duration::from_millis(20))));
+        assert_eq!(target("", Some(Duration::from_millis(50))), Ok(Some(Duration::from_millis(50))));
+        assert_eq!(target("latency_target = \"off\"", Some(Duration::from_millis(50))), Ok(None));
+        assert_eq!(
+            target("latency_target = \"0ms\"", None),
+            Err("latency_target must be above zero (\"off\" turns it off)".to_string())
+        );
+        assert!(target("latency_target = \"soon\"", None).unwrap_err().starts_with("latency_target: "));
     }
 
     #[test]

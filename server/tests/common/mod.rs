@@ -55,6 +55,7 @@ pub fn defaults() -> ModelSettings {
         dynamic_batching: true,
         preferred_batch_sizes: vec![],
         allow_timeout_override: true,
+        latency_target: None,
     }
 }
 

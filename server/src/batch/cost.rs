@@ -1,0 +1,112 @@
+//! The model's batch cost curve, learned online from the batches it runs: how long one instance takes
+//! for a batch of `rows`. A latency target needs it to size batches and to tell early which requests
+//! cannot be answered in time. Pure: fed durations, asked for predictions.
+
+use std::time::Duration;
+
+/// Size classes by rows: 1, 2, 3-4, 5-8, ..., up to 65536 (the largest max_batch_size).
+const CLASSES: usize = 17;
+/// Each batch moves its class's estimate by this share: a handful of batches follow a real change (a
+/// noisy neighbour, a thermal limit), while one outlier moves it little.
+const WEIGHT: f64 = 0.2;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CostModel {
+    /// Seconds per batch, by size class; `None` until a batch of that class has run.
+    seconds: [Option<f64>; CLASSES],
+}
+
+/// The class of a batch of `rows`: the smallest k with rows <= 2^k.
+fn class(rows: usize) -> usize {
+    (rows.max(1).next_power_of_two().trailing_zeros() as usize).min(CLASSES - 1)
+}
+
+impl CostModel {
+    pub fn observe(&mut self, rows: usize, took: Duration) {
+        let slot = &mut self.seconds[class(rows)];
+        let took = took.as_secs_f64();
+        *slot = Some(match *slot {
+            Some(before) => before + WEIGHT * (took - before),
+            None => took,
+        });
+    }
+
+    /// The time a batch of `rows` should take: its class's estimate, else the tighter of two bounds
+    /// from the nearest classes that have one: a batch costs at most proportionally more than a smaller
+    /// one, and no more than a larger one. `None` before any batch has run (a target is then not
+    /// enforced).
+    pub fn predict(&self, rows: usize) -> Option<Duration> {
+        let k = class(rows);
+        let seconds = match self.seconds[k] {
+            Some(s) => s,
+            None => {
+                let below = (0..k).rev().find_map(|j| Some(self.seconds[j]? * (1u64 << (k - j)) as f64));
+                let above = (k + 1..CLASSES).find_map(|j| self.seconds[j]);
+                match (below, above) {
+                    (Some(b), Some(a)) => b.min(a),
+                    (Some(s), None) | (None, Some(s)) => s,
+                    (None, None) => return None,
+                }
+            }
+        };
+        Some(Duration::from_secs_f64(seconds))
+    }
+
+    /// The class `rows` falls in, by its largest row count, and that class's own estimate.
+    pub fn learned(&self, rows: usize) -> Option<(usize, Duration)> {
+        let k = class(rows);
+        Some((1 << k, Duration::from_secs_f64(self.seconds[k]?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn nothing_is_predicted_before_a_batch_has_run() {
+        assert_eq!(CostModel::default().predict(8), None);
+    }
+
+    #[test]
+    fn a_size_class_predicts_its_own_average_which_follows_new_batches_a_fifth_at_a_time() {
+        let mut cost = CostModel::default();
+        cost.observe(8, ms(10));
+        assert_eq!(cost.predict(8), Some(ms(10)));
+        assert_eq!(cost.predict(5), Some(ms(10)), "5 to 8 rows are one class");
+        cost.observe(7, ms(20));
+        assert_eq!(cost.predict(8), Some(ms(12)));
+    }
+
+    #[test]
+    fn an_unseen_larger_class_is_predicted_proportionally_and_a_smaller_one_no_cheaper() {
+        let mut cost = CostModel::default();
+        cost.observe(4, ms(2));
+        assert_eq!(cost.predict(16), Some(ms(8)), "16 rows: four times 4 rows at most");
+        cost.observe(64, ms(20));
+        assert_eq!(cost.predict(1), Some(ms(2)), "the nearest class above bounds a smaller batch");
+        assert_eq!(cost.predict(32), Some(ms(16)), "4 rows' cost times 8, under 64 rows' 20 ms");
+        let mut cost = CostModel::default();
+        cost.observe(4, ms(3));
+        cost.observe(64, ms(20));
+        assert_eq!(
+            cost.predict(32),
+            Some(ms(20)),
+            "4 rows' cost times 8 is 24 ms: 64 rows' 20 ms is tighter"
+        );
+    }
+
+    #[test]
+    fn a_class_is_named_by_its_largest_row_count() {
+        let mut cost = CostModel::default();
+        cost.observe(3, ms(1));
+        cost.observe(100, ms(5));
+        assert_eq!(cost.learned(4), Some((4, ms(1))));
+        assert_eq!(cost.learned(70), Some((128, ms(5))));
+        assert_eq!(cost.learned(8), None);
+    }
+}
