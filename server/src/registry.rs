@@ -82,6 +82,13 @@ impl ServedModel {
         Ok(ServedModel { info, max_rows, stats, metrics, batcher })
     }
 
+    /// With a latency target, sheds a request before its body is read when even one row could not be
+    /// answered in time (counted under `protocol`). Not logged in the prediction log: under overload
+    /// these are the requests the server must spend least on.
+    pub fn admit_early(&self, protocol: Protocol) -> Result<(), Error> {
+        self.batcher.admit_early().inspect_err(|e| self.metrics.over(protocol).failed(e))
+    }
+
     /// Validates `req`, queues it and waits for its outputs. Every failure is counted under `protocol`
     /// (success is counted by the caller, once the answer is encoded).
     pub async fn infer(&self, mut req: InferRequest, protocol: Protocol) -> Result<InferOutcome, Error> {

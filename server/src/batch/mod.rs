@@ -70,6 +70,7 @@ impl Batcher {
         for (i, runner) in runners.into_iter().enumerate() {
             let worker = Worker {
                 queue: queue.clone(),
+                instance: i,
                 runner,
                 limits: limits.clone(),
                 metrics: metrics.clone(),
@@ -151,6 +152,15 @@ impl Batcher {
                 model: self.model.clone(),
                 reason: "the model instance stopped".into(),
             }),
+        }
+    }
+
+    /// Sheds at arrival, before the body is read, a request of one row that the latency target would
+    /// shed anyway once queued: it costs the server as little as a refusal can.
+    pub fn admit_early(&self) -> Result<(), Error> {
+        match self.queue.would_admit(1) {
+            Err(PushError::Shed { predicted }) => Err(self.shed(&self.shed_at_arrival, predicted)),
+            _ => Ok(()),
         }
     }
 

@@ -69,6 +69,10 @@ pub fn decide<'a, P: Pending + 'a>(
         if !hopeless.is_empty() {
             return Decision::Shed(hopeless);
         }
+        let skip = early_drop(queue.clone(), limits.max_rows, cost, target, now);
+        if skip > 0 {
+            return Decision::Shed((0..skip).collect());
+        }
     }
     let mut queue = queue.into_iter().enumerate();
     let Some((_, first)) = queue.next() else {
@@ -116,6 +120,50 @@ pub fn decide<'a, P: Pending + 'a>(
         }
     }
     Decision::Run(picked)
+}
+
+/// How many of the oldest requests to shed so that the next batch can be as large as the queue allows
+/// and still finish in time for its oldest member (Nexus's early drop). Without this, a queue that has
+/// fallen behind runs ever smaller batches to save its oldest requests, loses throughput, and falls
+/// further behind; with it, batches stay efficient and the requests that are answered are answered in
+/// time. 0 when the oldest request can lead a full batch in time, or when no later request can either
+/// (then the batch shrinks instead: dropping would not make it larger).
+fn early_drop<'a, P: Pending + 'a>(
+    queue: impl IntoIterator<Item = &'a P> + Clone,
+    max_rows: usize,
+    cost: &CostModel,
+    target: Duration,
+    now: Instant,
+) -> usize {
+    // The rows of the batch `lead` would lead, from position `from` on.
+    let batch = |from: usize, lead: &P| {
+        let mut rows = 0;
+        for p in queue.clone().into_iter().skip(from).filter(|p| !p.alone() && p.key() == lead.key()) {
+            if rows + p.rows() > max_rows {
+                break;
+            }
+            rows += p.rows();
+        }
+        rows
+    };
+    let Some(first) = queue.clone().into_iter().next() else { return 0 };
+    if max_rows == 0 || first.alone() {
+        return 0;
+    }
+    let full = batch(0, first);
+    for (i, lead) in queue.clone().into_iter().enumerate() {
+        if lead.alone() || lead.key() != first.key() {
+            continue;
+        }
+        let rows = batch(i, lead);
+        if rows < full {
+            return 0;
+        }
+        if cost.predict(rows).is_some_and(|c| now + c <= due(lead, target)) {
+            return i;
+        }
+    }
+    0
 }
 
 /// When a request of `rows` that joins the queue now would be answered, if the learned cost holds:
@@ -349,5 +397,23 @@ mod tests {
         // Without batching each request is a batch: 3 ahead and its own, 2 rows each at 4 ms.
         assert_eq!(predicted_completion((3, 6), 2, 0, 1, &cost, t0), Some(t0 + ms(16)));
         assert_eq!(predicted_completion((3, 6), 2, 0, 1, &CostModel::default(), t0), None);
+    }
+
+    #[test]
+    fn a_queue_that_has_fallen_behind_sheds_its_oldest_so_that_a_full_batch_makes_it_in_time() {
+        let t0 = Instant::now();
+        // Two requests that have waited 10 ms, then eight fresh ones. At 10 ms, a full batch of 8
+        // (16 ms) would make the oldest late at 26 ms; led by the third (due at 30), it is in time.
+        let mut q: Vec<Req> = (0..2).map(|_| req(1, 4, t0)).collect();
+        q.extend((0..8).map(|_| req(1, 4, t0 + ms(10))));
+        assert_eq!(decide(&q, &targeted(20), &linear(), t0 + ms(10)), Decision::Shed(vec![0, 1]));
+        assert_eq!(decide(&q[2..], &targeted(20), &linear(), t0 + ms(10)), Decision::Run((0..8).collect()));
+    }
+
+    #[test]
+    fn a_short_queue_is_never_dropped_early() {
+        let t0 = Instant::now();
+        let q = [req(1, 4, t0), req(1, 4, t0 + ms(1))];
+        assert_eq!(decide(&q, &targeted(20), &linear(), t0 + ms(15)), Decision::Run(vec![0, 1]));
     }
 }

@@ -131,12 +131,15 @@ struct State {
     closed: bool,
     /// Learned from every batch the instances run; read by the policy under the same lock.
     cost: CostModel,
+    /// Per instance, when its batch in progress should end (by the learned cost); `None` when idle.
+    running: Vec<Option<Instant>>,
 }
 
 impl Queue {
     pub fn new(capacity: usize, idle_spin: Duration, depth: IntGauge, admission: Admission) -> Queue {
         let entries = VecDeque::with_capacity(capacity.min(4096));
-        let state = State { entries, closed: false, cost: CostModel::default() };
+        let running = vec![None; admission.instances];
+        let state = State { entries, closed: false, cost: CostModel::default(), running };
         Queue {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
@@ -179,24 +182,24 @@ impl Queue {
 
     /// With a target, refuses a request whose answer the learned cost puts past its due time.
     fn admit(&self, st: &State, entry: &Entry) -> Result<(), PushError> {
-        let a = self.shared.admission;
-        let Some(target) = a.target else { return Ok(()) };
-        let queued = (st.entries.len(), st.entries.iter().map(|e| e.rows).sum());
-        let now = entry.enqueued;
-        let predicted =
-            policy::predicted_completion(queued, entry.rows, a.max_rows, a.instances, &st.cost, now);
-        match predicted {
-            Some(done) if done > (now + target).min(entry.deadline) => {
-                Err(PushError::Shed { predicted: done - now })
-            }
-            _ => Ok(()),
-        }
+        admit(st, self.shared.admission, entry.rows, entry.enqueued, entry.deadline)
     }
 
-    /// Counts a batch of `rows` that took `took` into the learned cost; returns the model as it now is.
-    pub fn record_cost(&self, rows: usize, took: Duration) -> CostModel {
+    /// Whether a request of `rows` arriving now would be admitted, asked before its body is read and
+    /// decoded: under overload, shedding what cannot make it should cost as little as possible.
+    pub fn would_admit(&self, rows: usize) -> Result<(), PushError> {
+        let now = Instant::now();
+        admit(&self.lock(), self.shared.admission, rows, now, now + Duration::from_secs(3600))
+    }
+
+    /// Counts the batch of `rows` that `instance` ran in `took` into the learned cost, and marks the
+    /// instance idle; returns the cost model as it now is.
+    pub fn record_cost(&self, instance: usize, rows: usize, took: Duration) -> CostModel {
         let mut st = self.lock();
         st.cost.observe(rows, took);
+        if let Some(slot) = st.running.get_mut(instance) {
+            *slot = None;
+        }
         st.cost
     }
 
@@ -215,7 +218,7 @@ impl Queue {
     }
 
     /// Blocks until a batch is ready and claims it; `None` once the queue is closed and drained.
-    pub fn next_batch(&self, limits: &Limits) -> Option<Vec<Entry>> {
+    pub fn next_batch(&self, limits: &Limits, instance: usize) -> Option<Vec<Entry>> {
         let mut st = self.lock();
         loop {
             let now = Instant::now();
@@ -243,6 +246,11 @@ impl Queue {
                 Decision::Run(picked) => {
                     let batch = self.take(&mut st, picked);
                     if !batch.is_empty() {
+                        let rows = batch.iter().map(|e| e.rows).sum();
+                        let end = now + st.cost.predict(rows).unwrap_or_default();
+                        if let Some(slot) = st.running.get_mut(instance) {
+                            *slot = Some(end);
+                        }
                         return Some(batch);
                     }
                 }
@@ -276,6 +284,20 @@ impl Queue {
             self.shared.ready.notify_one();
         }
         batch
+    }
+}
+
+/// With a target, refuses a request of `rows` arriving at `now` (and giving up at `deadline`) whose
+/// answer the learned cost puts past its due time.
+fn admit(st: &State, a: Admission, rows: usize, now: Instant, deadline: Instant) -> Result<(), PushError> {
+    let Some(target) = a.target else { return Ok(()) };
+    let queued = (st.entries.len(), st.entries.iter().map(|e| e.rows).sum());
+    // The queue starts moving when the first instance is free: now if one is idle, else when the
+    // earliest batch in progress should end.
+    let free = st.running.iter().map(|end| end.unwrap_or(now).max(now)).min().unwrap_or(now);
+    match policy::predicted_completion(queued, rows, a.max_rows, a.instances, &st.cost, free) {
+        Some(done) if done > (now + target).min(deadline) => Err(PushError::Shed { predicted: done - now }),
+        _ => Ok(()),
     }
 }
 

@@ -15,6 +15,8 @@ use crate::stats::{BatchTimes, ModelStats};
 
 pub struct Worker {
     pub queue: Queue,
+    /// This instance's number, under which the queue tracks its batch in progress.
+    pub instance: usize,
     pub runner: Box<dyn Runner>,
     pub limits: Limits,
     pub metrics: ModelMetrics,
@@ -24,7 +26,7 @@ pub struct Worker {
 impl Worker {
     /// Runs batches until the queue is closed and drained.
     pub fn run(mut self) {
-        while let Some(batch) = self.queue.next_batch(&self.limits) {
+        while let Some(batch) = self.queue.next_batch(&self.limits, self.instance) {
             self.execute(batch);
         }
     }
@@ -56,7 +58,7 @@ impl Worker {
         self.stats.record_batch(times);
         let compute = done - started;
         self.metrics.compute.observe(compute.as_secs_f64());
-        let cost = self.queue.record_cost(total_rows, compute);
+        let cost = self.queue.record_cost(self.instance, total_rows, compute);
         self.metrics.batch_cost.publish(cost.learned(total_rows));
         self.metrics.batch_size.observe(total_rows as f64);
         match result {

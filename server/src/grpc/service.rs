@@ -10,6 +10,7 @@ use super::convert;
 use crate::auth::Scope;
 use crate::http::SharedState;
 use crate::http::health::EXTENSIONS;
+use crate::metrics::Protocol;
 use crate::model::signature::TensorSpec;
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::model_metadata_response::TensorMetadata;
@@ -109,6 +110,7 @@ impl GrpcInferenceService for Inference {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
         let model = self.model(&request, &request.get_ref().model_name, &request.get_ref().model_version)?;
+        model.admit_early(Protocol::Grpc)?;
         let limits = &self.state.limits;
         let _slot = limits.slot()?;
         let _charged = limits.charge(2 * prost::Message::encoded_len(request.get_ref()))?;

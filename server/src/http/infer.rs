@@ -56,6 +56,7 @@ async fn infer(
 ) -> Result<Response, Error> {
     let started = Instant::now();
     let model = state.registry()?.get(&path.model, path.version.as_deref())?;
+    model.admit_early(Protocol::Rest)?;
     let charged = super::body::read(body, &headers, state.max_body_bytes, &state.limits).await?;
     let body = &charged.bytes;
     let mut request_id = None;

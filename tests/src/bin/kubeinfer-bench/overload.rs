@@ -1,0 +1,302 @@
+//! The overload benchmark: open-loop load (requests sent on a fixed schedule, whatever the answers do)
+//! at multiples of the model's measured capacity, against the server without and with a latency
+//! target. Latency runs from each request's scheduled time, not from when a connection was free to
+//! send it, so a server that falls behind is charged for the whole delay (no coordinated omission).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args as ClapArgs;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use kubeinfer_server::config::parse_duration;
+use kubeinfer_tests::process::ServerProcess;
+use tokio::net::TcpStream;
+
+use crate::load::{self, Prepared};
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The server binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/kubeinfer-server")]
+    server: PathBuf,
+    #[arg(long, default_value = "examples/models")]
+    models: PathBuf,
+    /// The model to overload; it must have a single FP32 input of shape [-1, width].
+    #[arg(long, default_value = "heavy_mlp")]
+    model: String,
+    /// The latency target of the second configuration, and the bar of goodput in both.
+    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    target: Duration,
+    /// Offered load, as multiples of the measured capacity.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,1,1.6,2")]
+    load: Vec<f64>,
+    /// Connections the open-loop client spreads its schedule over (at most the server's
+    /// --max-concurrent-requests, 512 by default).
+    #[arg(long, default_value_t = 384)]
+    connections: usize,
+    /// Measured time per point.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured time before each point.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Pin the load generator to CPU 0 and each server to CPU 1 (taskset), so that the client's own
+    /// work (which grows with the offered rate, answered or shed) does not take the server's CPU.
+    #[arg(long)]
+    pin: bool,
+}
+
+/// What one open-loop point saw, over the measured window.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Microseconds from schedule to answer, of each 200.
+    answered_us: Vec<u64>,
+    /// 503s: shed for the target, or turned away by a full queue.
+    refused: u64,
+    errors: u64,
+    sent: u64,
+    /// When the last answer of the window arrived: an overloaded server without a target is still
+    /// answering the window's backlog after it ends, and its throughput is counted over that time.
+    finished: Option<Instant>,
+    start: Option<Instant>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.pin {
+        pin(std::process::id(), "0")?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let plain = start(&args, &[])?;
+    let request = rt.block_on(prepare(plain.addr, &args.model))?;
+    let mut closed = rt.block_on(load::run(plain.addr, request.clone(), 64, args.warmup, args.duration));
+    let capacity = closed.rps();
+    println!(
+        "\n{}: capacity {capacity:.0} req/s (closed loop, 64 connections; p50 {:.2} ms, p99 {:.2} ms)",
+        args.model,
+        closed.quantile_ms(0.5),
+        closed.quantile_ms(0.99)
+    );
+    drop(plain);
+    let target = format!("{}us", args.target.as_micros());
+    let configs: [(&str, Vec<&str>); 2] =
+        [("no target", vec![]), ("latency target", vec!["--latency-target", target.as_str()])];
+    println!(
+        "\n| server | offered (× capacity) | offered req/s | answered req/s | goodput req/s (≤ {:?}) | \
+         goodput / capacity | p50 ms | p99 ms | shed or refused | shed at arrival / in queue | \
+         mean batch | errors |",
+        args.target
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (label, flags) in configs {
+        let server = start(&args, &flags)?;
+        for &multiple in &args.load {
+            let rate = capacity * multiple;
+            let before = rt.block_on(Counters::scrape(server.addr, &args.model))?;
+            let mut o = rt.block_on(open_loop(server.addr, &request, rate, &args));
+            let after = rt.block_on(Counters::scrape(server.addr, &args.model))?;
+            print_row(label, multiple, rate, capacity, &mut o, &after.minus(&before), &args);
+        }
+    }
+    Ok(())
+}
+
+/// The server's own counts over a point, from /metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    rows: f64,
+    batches: f64,
+    shed_at_arrival: f64,
+    shed_in_queue: f64,
+}
+
+impl Counters {
+    async fn scrape(addr: SocketAddr, model: &str) -> anyhow::Result<Counters> {
+        let text = load::get_text(addr, "/metrics").await?;
+        let value = |series: String| -> f64 {
+            let prefix = format!("{series} ");
+            text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        };
+        let shed = |stage: &str| {
+            value(format!(r#"kubeinfer_inference_shed_total{{model="{model}",stage="{stage}",version="1"}}"#))
+        };
+        Ok(Counters {
+            rows: value(format!(r#"kubeinfer_inference_batch_size_sum{{model="{model}",version="1"}}"#)),
+            batches: value(format!(r#"kubeinfer_inference_batch_size_count{{model="{model}",version="1"}}"#)),
+            shed_at_arrival: shed("arrival"),
+            shed_in_queue: shed("queue"),
+        })
+    }
+
+    fn minus(&self, before: &Counters) -> Counters {
+        Counters {
+            rows: self.rows - before.rows,
+            batches: self.batches - before.batches,
+            shed_at_arrival: self.shed_at_arrival - before.shed_at_arrival,
+            shed_in_queue: self.shed_in_queue - before.shed_in_queue,
+        }
+    }
+}
+
+/// The server on the example models with `flags`, on CPU 1 when pinning.
+fn start(args: &Args, flags: &[&str]) -> anyhow::Result<ServerProcess> {
+    let server = ServerProcess::start(&args.server, &args.models, flags);
+    if args.pin {
+        pin(server.pid(), "1")?;
+    }
+    Ok(server)
+}
+
+/// Every thread of process `pid` onto `cpus` (new threads inherit it).
+fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "taskset -a -p -c {cpus} {pid} failed");
+    Ok(())
+}
+
+fn print_row(
+    label: &str,
+    multiple: f64,
+    rate: f64,
+    capacity: f64,
+    o: &mut Outcome,
+    server: &Counters,
+    args: &Args,
+) {
+    let seconds = args.duration.as_secs_f64();
+    let answering = match (o.start, o.finished) {
+        (Some(start), Some(end)) => (end - start).as_secs_f64().max(seconds),
+        _ => seconds,
+    };
+    let target_us = args.target.as_micros() as u64;
+    let good = o.answered_us.iter().filter(|&&us| us <= target_us).count() as f64 / seconds;
+    o.answered_us.sort_unstable();
+    let quantile = |q: f64| match o.answered_us.len() {
+        0 => f64::NAN,
+        n => o.answered_us[((n - 1) as f64 * q).round() as usize] as f64 / 1000.0,
+    };
+    let share = |n: u64| if o.sent > 0 { n as f64 / o.sent as f64 } else { 0.0 };
+    let mean_batch = if server.batches > 0.0 { server.rows / server.batches } else { f64::NAN };
+    println!(
+        "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.1}% | {:.0} / {:.0} \
+         | {mean_batch:.1} | {} |",
+        o.answered_us.len() as f64 / answering,
+        good / capacity,
+        quantile(0.5),
+        quantile(0.99),
+        100.0 * share(o.refused),
+        server.shed_at_arrival,
+        server.shed_in_queue,
+        o.errors
+    );
+}
+
+/// A binary request of one row for `model`, shaped from its metadata.
+async fn prepare(addr: SocketAddr, model: &str) -> anyhow::Result<Prepared> {
+    let meta: serde_json::Value =
+        serde_json::from_str(&load::get_text(addr, &format!("/v2/models/{model}")).await?)?;
+    let input = meta["inputs"][0]["name"].as_str().unwrap_or("x").to_string();
+    let width = meta["inputs"][0]["shape"][1].as_u64().unwrap_or(1) as usize;
+    let header = serde_json::json!({"inputs": [{"name": input, "shape": [1, width], "datatype": "FP32",
+        "parameters": {"binary_data_size": width * 4}}], "parameters": {"binary_data_output": true}});
+    let mut body = serde_json::to_vec(&header)?;
+    let header_length = body.len();
+    for i in 0..width {
+        body.extend_from_slice(&((i % 7) as f32 * 0.25).to_le_bytes());
+    }
+    Ok(Prepared {
+        path: format!("/v2/models/{model}/infer"),
+        body: Bytes::from(body),
+        header_length: Some(header_length),
+        authorization: None,
+    })
+}
+
+/// Sends request i at `i / rate` after the start, over `connections` connections, for the warm-up and
+/// the measured window; records what was scheduled inside the window.
+async fn open_loop(addr: SocketAddr, request: &Prepared, rate: f64, args: &Args) -> Outcome {
+    let t0 = Instant::now();
+    let schedule = Schedule { t0, start: t0 + args.warmup, end: t0 + args.warmup + args.duration, rate };
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|_| tokio::spawn(connection(addr, request.clone(), schedule, next.clone())))
+        .collect();
+    let mut total = Outcome { start: Some(schedule.start), ..Default::default() };
+    for task in tasks {
+        match task.await {
+            Ok(Ok(o)) => {
+                total.answered_us.extend(o.answered_us);
+                total.refused += o.refused;
+                total.errors += o.errors;
+                total.sent += o.sent;
+                total.finished = total.finished.max(o.finished);
+            }
+            Ok(Err(e)) => {
+                eprintln!("a connection failed: {e}");
+                total.errors += 1;
+            }
+            Err(e) => {
+                eprintln!("a load task died: {e}");
+                total.errors += 1;
+            }
+        }
+    }
+    total
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    t0: Instant,
+    start: Instant,
+    end: Instant,
+    rate: f64,
+}
+
+/// One connection: takes the next scheduled request, waits for its time, sends it, and charges the
+/// answer's latency from the scheduled time.
+async fn connection(
+    addr: SocketAddr,
+    request: Prepared,
+    s: Schedule,
+    next: Arc<AtomicU64>,
+) -> anyhow::Result<Outcome> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut o = Outcome::default();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let at = s.t0 + Duration::from_secs_f64(i as f64 / s.rate);
+        if at >= s.end {
+            break;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        let mut builder = Request::post(&request.path).header("host", addr.to_string());
+        if let Some(n) = request.header_length {
+            builder = builder.header("inference-header-content-length", n);
+        }
+        let response = sender.send_request(builder.body(Full::new(request.body.clone()))?).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        if at < s.start {
+            continue;
+        }
+        o.sent += 1;
+        o.finished = Some(Instant::now());
+        match status {
+            200 => o.answered_us.push(at.elapsed().as_micros() as u64),
+            503 => o.refused += 1,
+            _ => o.errors += 1,
+        }
+    }
+    Ok(o)
+}
