@@ -47,7 +47,9 @@ fn server_scrape() -> String {
             "--model-repository",
         ])
         .arg(repo.path())
-        .args(["--prediction-log-flush-interval", "10ms", "--public-prediction-log"]);
+        .args(["--prediction-log-flush-interval", "10ms", "--public-prediction-log"])
+        // A target far above affine's cost: its series exist, nothing is shed.
+        .args(["--latency-target", "10s"]);
     let server = ServerProcess::spawn(cmd, "listening");
     server.wait_ready();
     let infer = server.url("/v2/models/affine/infer");
