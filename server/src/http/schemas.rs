@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{Array, ArrayBuilder, Object, SchemaType, Type};
 
 use crate::db::queries::{Feedback, Prediction};
+use crate::protocol::DataType;
 
 /// A tensor's elements: JSON values of any type (numbers, booleans, strings, nested arrays), or null.
 fn elements() -> Array {
@@ -49,27 +50,11 @@ pub struct ServerMetadata {
     extensions: Vec<String>,
 }
 
-/// The protocol's tensor datatypes.
-#[derive(ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Datatype {
-    Bool,
-    Uint8,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Fp16,
-    Fp32,
-    Fp64,
-    Bytes,
-}
-
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TensorMetadata {
     name: String,
-    datatype: Datatype,
+    datatype: DataType,
     /// -1 for a dimension of any size (the batch, say).
     shape: Vec<i64>,
 }
@@ -152,7 +137,7 @@ pub struct InferRequest {
 pub struct InputTensor {
     name: String,
     shape: Vec<u64>,
-    datatype: Datatype,
+    datatype: DataType,
     /// `binary_data_size` when the tensor's bytes follow the JSON.
     #[schema(value_type = Option<Object>)]
     parameters: Option<Value>,
@@ -183,7 +168,7 @@ pub struct InferResponse {
 pub struct OutputTensor {
     name: String,
     shape: Vec<u64>,
-    datatype: Datatype,
+    datatype: DataType,
     /// `binary_data_size` when the output's bytes follow the JSON.
     #[schema(value_type = Option<Object>)]
     parameters: Option<Value>,

@@ -4,7 +4,10 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A tensor element type, as named on the wire (`"FP32"`) and in Triton's model config (`"TYPE_FP32"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The OpenAPI document describes it by its wire names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(as = Datatype)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum DataType {
     Bool,
     Uint8,

@@ -57,23 +57,51 @@ pub async fn run(
     let users: Vec<_> =
         (0..concurrency).map(|_| tokio::spawn(user(addr, request.clone(), start, end))).collect();
     let mut total = LoadResult { elapsed: duration, ..Default::default() };
-    for u in users {
-        match u.await {
-            Ok(Ok(r)) => {
-                total.latencies_us.extend(r.latencies_us);
-                total.errors += r.errors;
-            }
+    let failed = join(users, |r: LoadResult| {
+        total.latencies_us.extend(r.latencies_us);
+        total.errors += r.errors;
+    })
+    .await;
+    total.errors += failed;
+    total
+}
+
+/// Awaits every load task, handing each one's result to `add`; returns how many failed or died.
+pub async fn join<T>(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<T>>>, mut add: impl FnMut(T)) -> u64 {
+    let mut failed = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(result)) => add(result),
             Ok(Err(e)) => {
                 eprintln!("a connection failed: {e}");
-                total.errors += 1;
+                failed += 1;
             }
             Err(e) => {
                 eprintln!("a load task died: {e}");
-                total.errors += 1;
+                failed += 1;
             }
         }
     }
-    total
+    failed
+}
+
+/// POSTs `request` on a connection to `addr` and reads the whole answer; returns its status.
+pub async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    request: &Prepared,
+) -> anyhow::Result<u16> {
+    let mut builder = Request::post(&request.path).header("host", addr.to_string());
+    if let Some(n) = request.header_length {
+        builder = builder.header("inference-header-content-length", n);
+    }
+    if let Some(value) = &request.authorization {
+        builder = builder.header("authorization", value);
+    }
+    let response = sender.send_request(builder.body(Full::new(request.body.clone()))?).await?;
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
 }
 
 async fn user(
@@ -92,16 +120,7 @@ async fn user(
         if sent >= end {
             break;
         }
-        let mut builder = Request::post(&request.path).header("host", addr.to_string());
-        if let Some(n) = request.header_length {
-            builder = builder.header("inference-header-content-length", n);
-        }
-        if let Some(value) = &request.authorization {
-            builder = builder.header("authorization", value);
-        }
-        let response = sender.send_request(builder.body(Full::new(request.body.clone()))?).await?;
-        let ok = response.status() == 200;
-        response.into_body().collect().await?;
+        let ok = send(&mut sender, addr, &request).await? == 200;
         if sent < start {
             continue;
         }

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args as ClapArgs;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
 use hyper_util::rt::TokioIo;
 use kubeinfer_server::config::parse_duration;
 use kubeinfer_tests::process::ServerProcess;
@@ -230,25 +228,15 @@ async fn open_loop(addr: SocketAddr, request: &Prepared, rate: f64, args: &Args)
         .map(|_| tokio::spawn(connection(addr, request.clone(), schedule, next.clone())))
         .collect();
     let mut total = Outcome { start: Some(schedule.start), ..Default::default() };
-    for task in tasks {
-        match task.await {
-            Ok(Ok(o)) => {
-                total.answered_us.extend(o.answered_us);
-                total.refused += o.refused;
-                total.errors += o.errors;
-                total.sent += o.sent;
-                total.finished = total.finished.max(o.finished);
-            }
-            Ok(Err(e)) => {
-                eprintln!("a connection failed: {e}");
-                total.errors += 1;
-            }
-            Err(e) => {
-                eprintln!("a load task died: {e}");
-                total.errors += 1;
-            }
-        }
-    }
+    let failed = load::join(tasks, |o: Outcome| {
+        total.answered_us.extend(o.answered_us);
+        total.refused += o.refused;
+        total.errors += o.errors;
+        total.sent += o.sent;
+        total.finished = total.finished.max(o.finished);
+    })
+    .await;
+    total.errors += failed;
     total
 }
 
@@ -280,13 +268,7 @@ async fn connection(
             break;
         }
         tokio::time::sleep_until(at.into()).await;
-        let mut builder = Request::post(&request.path).header("host", addr.to_string());
-        if let Some(n) = request.header_length {
-            builder = builder.header("inference-header-content-length", n);
-        }
-        let response = sender.send_request(builder.body(Full::new(request.body.clone()))?).await?;
-        let status = response.status().as_u16();
-        response.into_body().collect().await?;
+        let status = load::send(&mut sender, addr, &request).await?;
         if at < s.start {
             continue;
         }
