@@ -6,6 +6,8 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::outcome::Outcome;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // --- start-up ---
@@ -125,21 +127,22 @@ impl Error {
         }
     }
 
-    /// The outcome label of a failed inference, as kubeinfer_inference_requests_total and the
-    /// prediction log name it.
-    pub fn outcome(&self) -> &'static str {
+    /// How a request that failed with this error ended, for the metrics and the prediction log.
+    pub fn outcome(&self) -> Outcome {
         match self {
             Error::BadRequest(_) | Error::PayloadTooLarge { .. } | Error::LargerThanBudget { .. } => {
-                "invalid"
+                Outcome::Invalid
             }
             Error::QueueFull { .. }
             | Error::ShuttingDown
             | Error::Loading
             | Error::TooManyRequests { .. }
-            | Error::MemoryBudget { .. } => "rejected",
-            Error::Timeout { .. } | Error::BodyTimeout { .. } | Error::HandlerTimeout { .. } => "timeout",
-            Error::Shed { .. } => "shed",
-            _ => "error",
+            | Error::MemoryBudget { .. } => Outcome::Rejected,
+            Error::Timeout { .. } | Error::BodyTimeout { .. } | Error::HandlerTimeout { .. } => {
+                Outcome::Timeout
+            }
+            Error::Shed { .. } => Outcome::Shed,
+            _ => Outcome::Error,
         }
     }
 
@@ -257,13 +260,15 @@ mod tests {
 
     #[test]
     fn failures_are_labelled_by_kind() {
-        assert_eq!(Error::BadRequest("x".into()).outcome(), "invalid");
-        assert_eq!(Error::QueueFull { model: "m".into(), capacity: 1 }.outcome(), "rejected");
+        assert_eq!(Error::BadRequest("x".into()).outcome(), Outcome::Invalid);
+        assert_eq!(Error::QueueFull { model: "m".into(), capacity: 1 }.outcome(), Outcome::Rejected);
         assert_eq!(
             Error::Timeout { model: "m".into(), waited: Duration::ZERO, timeout: Duration::ZERO }.outcome(),
-            "timeout"
+            Outcome::Timeout
         );
-        assert_eq!(Error::Inference { model: "m".into(), reason: "r".into() }.outcome(), "error");
+        let shed = Error::Shed { model: "m".into(), predicted: Duration::ZERO, target: Duration::ZERO };
+        assert_eq!(shed.outcome(), Outcome::Shed);
+        assert_eq!(Error::Inference { model: "m".into(), reason: "r".into() }.outcome(), Outcome::Error);
     }
 
     #[test]

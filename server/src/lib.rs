@@ -15,6 +15,7 @@ pub mod listener;
 pub mod load;
 pub mod metrics;
 pub mod model;
+pub mod outcome;
 pub mod proto;
 pub mod protocol;
 pub mod pull;

@@ -1,7 +1,9 @@
 //! Prometheus metrics, kept in one non-global registry owned by the app state so tests stay isolated.
 //! Names follow design.md: prefix `kubeinfer_`, base units, latencies as histograms.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::outcome::Outcome;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -265,17 +267,11 @@ impl Metrics {
 
     fn outcomes(&self, model: &str, version: &str, protocol: Protocol, target: Option<Duration>) -> Outcomes {
         let labels = [model, version, protocol.as_str()];
-        let outcome = |o: &str| {
-            self.model.inference_requests.with_label_values(&[model, version, protocol.as_str(), o])
-        };
+        let counters = Outcome::ALL.map(|o| {
+            self.model.inference_requests.with_label_values(&[model, version, protocol.as_str(), o.as_str()])
+        });
         Outcomes {
-            success: outcome("success"),
-            invalid: outcome("invalid"),
-            rejected: outcome("rejected"),
-            timeout: outcome("timeout"),
-            shed: outcome("shed"),
-            cancelled: outcome("cancelled"),
-            error: outcome("error"),
+            counters,
             duration: self.model.inference_duration.with_label_values(&labels),
             overhead: self.model.inference_overhead.with_label_values(&labels),
             within_target: self.model.within_target.with_label_values(&labels),
@@ -342,13 +338,8 @@ impl BatchCost {
 /// One model version's per-request series for one protocol: outcomes and the time of answered requests.
 #[derive(Clone)]
 pub struct Outcomes {
-    pub success: IntCounter,
-    pub invalid: IntCounter,
-    pub rejected: IntCounter,
-    pub timeout: IntCounter,
-    pub shed: IntCounter,
-    pub cancelled: IntCounter,
-    pub error: IntCounter,
+    /// By `Outcome`, in the order of `Outcome::ALL`.
+    counters: [IntCounter; 7],
     pub duration: Histogram,
     pub overhead: Histogram,
     pub within_target: IntCounter,
@@ -356,27 +347,48 @@ pub struct Outcomes {
 }
 
 impl Outcomes {
-    /// Counts an answered inference that took `total`, of which `model` in the queue and the model: the
-    /// rest is the server's own overhead.
-    pub fn succeeded(&self, total: Duration, model: Duration) {
-        self.success.inc();
-        self.duration.observe(total.as_secs_f64());
-        self.overhead.observe(total.saturating_sub(model).as_secs_f64());
-        if self.target.is_some_and(|t| total <= t) {
-            self.within_target.inc();
-        }
+    pub fn counter(&self, outcome: Outcome) -> &IntCounter {
+        let i = Outcome::ALL.iter().position(|&o| o == outcome).unwrap_or(Outcome::ALL.len() - 1);
+        &self.counters[i]
     }
 
-    /// Counts a failed inference under its outcome label.
-    pub fn failed(&self, error: &crate::error::Error) {
-        match error.outcome() {
-            "invalid" => &self.invalid,
-            "rejected" => &self.rejected,
-            "timeout" => &self.timeout,
-            "shed" => &self.shed,
-            _ => &self.error,
+    /// Starts counting one request that arrived at `started`: it is counted once, when it finishes or,
+    /// if it never does (its caller went away, its handler was cut off), as cancelled.
+    pub fn start(&self, started: Instant) -> Observation<'_> {
+        Observation { outcomes: self, started, finished: false }
+    }
+}
+
+/// One request being counted (`Outcomes::start`).
+pub struct Observation<'a> {
+    outcomes: &'a Outcomes,
+    started: Instant,
+    finished: bool,
+}
+
+impl Observation<'_> {
+    /// Counts the request under `outcome`; an answered one also by its time, of which `model` went to
+    /// the queue and the model (the rest is the server's own overhead).
+    pub fn finish(mut self, outcome: Outcome, model: Duration) {
+        self.finished = true;
+        let o = self.outcomes;
+        o.counter(outcome).inc();
+        if outcome == Outcome::Success {
+            let total = self.started.elapsed();
+            o.duration.observe(total.as_secs_f64());
+            o.overhead.observe(total.saturating_sub(model).as_secs_f64());
+            if o.target.is_some_and(|t| total <= t) {
+                o.within_target.inc();
+            }
         }
-        .inc();
+    }
+}
+
+impl Drop for Observation<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.outcomes.counter(Outcome::Cancelled).inc();
+        }
     }
 }
 
@@ -388,7 +400,7 @@ mod tests {
     fn model_series_appear_under_their_labels() {
         let m = Metrics::new("1.31.1");
         let mm = m.for_model("digits", 1, None);
-        mm.over(Protocol::Grpc).success.inc();
+        mm.over(Protocol::Grpc).start(Instant::now()).finish(Outcome::Success, Duration::ZERO);
         mm.batch_size.observe(8.0);
         let text = m.render();
         assert!(text.contains(
@@ -405,7 +417,7 @@ mod tests {
     fn two_instances_do_not_share_series() {
         let a = Metrics::new("x");
         let b = Metrics::new("x");
-        a.for_model("m", 1, None).rest.success.inc();
+        a.for_model("m", 1, None).rest.counter(Outcome::Success).inc();
         assert!(!b.render().contains(r#"outcome="success",protocol="rest",version="1"} 1"#));
     }
 }

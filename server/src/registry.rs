@@ -12,7 +12,7 @@ use crate::batch::{BatchConfig, Batcher, Limits};
 use crate::config::{Device, ModelFile};
 use crate::error::Error;
 use crate::load;
-use crate::metrics::{Metrics, ModelMetrics, Protocol};
+use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::Runner;
 use crate::model::layout;
 use crate::model::settings::ModelSettings;
@@ -83,27 +83,22 @@ impl ServedModel {
     }
 
     /// With a latency target, sheds a request before its body is read when even one row could not be
-    /// answered in time (counted under `protocol`). Not logged in the prediction log: under overload
-    /// these are the requests the server must spend least on.
-    pub fn admit_early(&self, protocol: Protocol) -> Result<(), Error> {
-        self.batcher.admit_early().inspect_err(|e| self.metrics.over(protocol).failed(e))
+    /// answered in time. Not logged in the prediction log: under overload these are the requests the
+    /// server must spend least on.
+    pub fn admit_early(&self) -> Result<(), Error> {
+        self.batcher.admit_early()
     }
 
-    /// Validates `req`, queues it and waits for its outputs. Every failure is counted under `protocol`
-    /// (success is counted by the caller, once the answer is encoded).
-    pub async fn infer(&self, mut req: InferRequest, protocol: Protocol) -> Result<InferOutcome, Error> {
+    /// Validates `req`, queues it and waits for its outputs. The caller counts the outcome, once and
+    /// with its protocol (`metrics::Observation`); the stats extension is kept here.
+    pub async fn infer(&self, mut req: InferRequest) -> Result<InferOutcome, Error> {
         let started = Instant::now();
-        let counted = self.metrics.over(protocol);
         let checked = match self.info.signature.check(&self.info.name, &mut req, self.max_rows) {
             Ok(c) => c,
-            Err(message) => {
-                counted.invalid.inc();
-                return Err(Error::BadRequest(message));
-            }
+            Err(message) => return Err(Error::BadRequest(message)),
         };
         let elements: usize = req.inputs.iter().map(|t| t.data.len()).sum();
         if elements > self.info.settings.max_elements {
-            counted.invalid.inc();
             return Err(Error::BadRequest(format!(
                 "the request's inputs hold {elements} elements, more than the {} that model '{}' accepts per \
                  request (max_elements)",
@@ -113,13 +108,11 @@ impl ServedModel {
         let settings = &self.info.settings;
         let timeout =
             req.timeout.filter(|_| settings.allow_timeout_override).unwrap_or(settings.request_timeout);
-        let result =
-            self.batcher.submit(req.inputs, checked.rows, checked.alone, timeout, &counted.cancelled).await;
+        let result = self.batcher.submit(req.inputs, checked.rows, checked.alone, timeout).await;
         let total = started.elapsed();
         let done = match result {
             Ok(done) => done,
             Err(e) => {
-                counted.failed(&e);
                 self.stats.record_request(false, total, Duration::ZERO);
                 return Err(e);
             }

@@ -186,3 +186,37 @@ async fn with_a_latency_target_below_the_models_cost_the_first_request_teaches_t
     );
     assert!(series(r#"kubeinfer_batch_cost_seconds{model="affine",rows="1",version="2"}"#) > 0.0);
 }
+
+/// Every inference outcome of affine v2 over REST, as (outcome, count) for the non-zero ones.
+fn rest_outcomes(metrics: &str) -> Vec<(String, f64)> {
+    ["success", "invalid", "rejected", "timeout", "shed", "cancelled", "error"]
+        .iter()
+        .map(|o| {
+            let series = format!(
+                r#"kubeinfer_inference_requests_total{{model="affine",outcome="{o}",protocol="rest",version="2"}}"#
+            );
+            (o.to_string(), sample(metrics, &series))
+        })
+        .filter(|(_, n)| *n > 0.0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_caller_goes_away_while_queued_counts_once_as_cancelled() {
+    let app = start(&["affine"], common::delayed(Duration::from_secs(5)));
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]});
+    let gone =
+        tokio::time::timeout(Duration::from_millis(200), app.post_json("/v2/models/affine/infer", &body));
+    assert!(gone.await.is_err(), "the request was still waiting for company");
+    assert_eq!(rest_outcomes(&app.metrics().await), [("cancelled".to_string(), 1.0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_before_decoding_count_too_each_once() {
+    let app = start(&["affine"], common::defaults());
+    let reply = app.post_raw("/v2/models/affine/infer", b"{}".to_vec(), Some("é")).await;
+    assert_eq!(reply.status, 400, "a non-ASCII Inference-Header-Content-Length");
+    let reply = app.post_raw("/v2/models/affine/infer", b"{}".to_vec(), Some("999")).await;
+    assert_eq!(reply.status, 400, "a header length past the body");
+    assert_eq!(rest_outcomes(&app.metrics().await), [("invalid".to_string(), 2.0)]);
+}

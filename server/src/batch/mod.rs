@@ -108,14 +108,13 @@ impl Batcher {
     /// Queues one request and waits for its outputs. `inputs` are in the model's order and already
     /// checked; `alone` keeps the request out of shared batches. The request is dropped unrun if it is
     /// still queued at `timeout`, or if the caller goes away (this future is dropped) before an instance
-    /// takes it; `cancelled` counts that (the caller's protocol's series).
+    /// takes it.
     pub async fn submit(
         &self,
         inputs: Vec<Tensor>,
         rows: usize,
         alone: bool,
         timeout: Duration,
-        cancelled: &prometheus::IntCounter,
     ) -> Result<Done, Error> {
         let enqueued = Instant::now();
         let (reply, mut rx) = oneshot::channel();
@@ -129,7 +128,7 @@ impl Batcher {
             PushError::Closed => Error::ShuttingDown,
             PushError::Shed { predicted } => self.shed(&self.shed_at_arrival, predicted),
         })?;
-        let _guard = InFlight::new(&state, &self.in_flight, cancelled);
+        let _guard = InFlight::new(&state, &self.in_flight);
         let received = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(received) => received,
             // Still queued: give up now. Already taken: the batch is running, so wait for it.
@@ -192,30 +191,23 @@ fn cancel(state: &AtomicU8) -> bool {
     state.compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
 }
 
-/// Counts the request as in flight, and withdraws it from the queue if the caller goes away first
-/// (counted as a cancelled outcome; a timeout has already withdrawn it, so it is not counted twice).
+/// Counts the request as in flight, and withdraws it from the queue if the caller goes away first (the
+/// caller's own count, `metrics::Observation`, says cancelled).
 struct InFlight<'a> {
     state: &'a AtomicU8,
     gauge: &'a prometheus::IntGauge,
-    cancelled: &'a prometheus::IntCounter,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(
-        state: &'a AtomicU8,
-        gauge: &'a prometheus::IntGauge,
-        cancelled: &'a prometheus::IntCounter,
-    ) -> InFlight<'a> {
+    fn new(state: &'a AtomicU8, gauge: &'a prometheus::IntGauge) -> InFlight<'a> {
         gauge.inc();
-        InFlight { state, gauge, cancelled }
+        InFlight { state, gauge }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if cancel(self.state) {
-            self.cancelled.inc();
-        }
+        cancel(self.state);
         self.gauge.dec();
     }
 }

@@ -1,7 +1,7 @@
 //! ModelInfer: decode the message into the REST path's request, infer through the same registry and
 //! batcher, encode the answer, and log it in the prediction log like a REST request (protocol `grpc`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use prost::Message;
@@ -12,16 +12,38 @@ use crate::error::Error;
 use crate::http::SharedState;
 use crate::http::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use crate::metrics::Protocol;
+use crate::outcome::Outcome;
 use crate::proto::{ModelInferRequest, ModelInferResponse};
 use crate::registry::{InferOutcome, ServedModel};
 
-/// Answers `request` for `model` (already authorized and admitted) and logs it when the log is on.
+/// Answers `request` for `model` (already authorized), counting it once whatever ends it.
 pub async fn infer(
     state: &SharedState,
     model: &ServedModel,
     request: tonic::Request<ModelInferRequest>,
     started: Instant,
 ) -> Result<ModelInferResponse, Error> {
+    let observation = model.metrics.grpc.start(started);
+    let result = admit_and_answer(state, model, request, started).await;
+    match &result {
+        Ok((_, outcome)) => observation.finish(Outcome::Success, outcome.queue_time + outcome.compute_time),
+        Err(e) => observation.finish(e.outcome(), Duration::ZERO),
+    }
+    result.map(|(response, _)| response)
+}
+
+/// Held to the same limits as REST: the latency target's early check, a --max-concurrent-requests slot,
+/// the message's bytes (twice: the message and the tensors decoded from it) against the memory budget,
+/// and --handler-timeout. Logs the answer when the log is on.
+async fn admit_and_answer(
+    state: &SharedState,
+    model: &ServedModel,
+    request: tonic::Request<ModelInferRequest>,
+    started: Instant,
+) -> Result<(ModelInferResponse, InferOutcome), Error> {
+    model.admit_early()?;
+    let _slot = state.limits.slot()?;
+    let _charged = state.limits.charge(2 * request.get_ref().encoded_len())?;
     let log = state.predictions.as_ref();
     // The message is encoded again only when its bytes are logged (as a digest): a cost that
     // --log-payloads off does not pay.
@@ -43,9 +65,7 @@ pub async fn infer(
         };
         log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
-    let (response, outcome, _) = result?;
-    model.metrics.grpc.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
-    Ok(response)
+    result.map(|(response, outcome, _)| (response, outcome))
 }
 
 /// Decodes, infers within the handler timeout and encodes; `request_id` receives the request's `id`.
@@ -59,12 +79,9 @@ async fn answer(
 ) -> Result<(ModelInferResponse, InferOutcome, Answer), Error> {
     // Unlike a REST body, the message has its id even when its tensors cannot be decoded.
     *request_id = Some(message.id.clone()).filter(|id| !id.is_empty());
-    let decoded = codec::request(message).map_err(|message| {
-        model.metrics.grpc.invalid.inc();
-        Error::BadRequest(message)
-    })?;
+    let decoded = codec::request(message).map_err(Error::BadRequest)?;
     let id = decoded.id.clone();
-    let mut outcome = state.limits.within_handler_timeout(model.infer(decoded, Protocol::Grpc)).await??;
+    let mut outcome = state.limits.within_handler_timeout(model.infer(decoded)).await??;
     let outputs = std::mem::take(&mut outcome.outputs);
     let predicted = prediction_log::classify(&outputs);
     let response = codec::response(&model.info.name, model.info.version, id, outputs);

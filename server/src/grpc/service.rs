@@ -10,7 +10,6 @@ use super::convert;
 use crate::auth::Scope;
 use crate::http::SharedState;
 use crate::http::health::EXTENSIONS;
-use crate::metrics::Protocol;
 use crate::model::signature::TensorSpec;
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::model_metadata_response::TensorMetadata;
@@ -102,18 +101,12 @@ impl GrpcInferenceService for Inference {
         }))
     }
 
-    /// Held to the same limits as REST: a --max-concurrent-requests slot, the message's bytes (twice:
-    /// the message and the tensors decoded from it) against the memory budget, and --handler-timeout.
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
         let model = self.model(&request, &request.get_ref().model_name, &request.get_ref().model_version)?;
-        model.admit_early(Protocol::Grpc)?;
-        let limits = &self.state.limits;
-        let _slot = limits.slot()?;
-        let _charged = limits.charge(2 * prost::Message::encoded_len(request.get_ref()))?;
         Ok(Response::new(super::infer::infer(&self.state, &model, request, started).await?))
     }
 

@@ -1,6 +1,6 @@
 //! `POST /v2/models/{m}[/versions/{v}]/infer`: decode, infer through the batcher, encode.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -15,6 +15,7 @@ use super::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use super::{SharedState, schemas};
 use crate::error::Error;
 use crate::metrics::Protocol;
+use crate::outcome::Outcome;
 use crate::protocol::binary::HEADER_LENGTH;
 use crate::protocol::{decode_request, encode_response};
 use crate::registry::{InferOutcome, ServedModel};
@@ -56,14 +57,32 @@ async fn infer(
 ) -> Result<Response, Error> {
     let started = Instant::now();
     let model = state.registry()?.get(&path.model, path.version.as_deref())?;
-    model.admit_early(Protocol::Rest)?;
-    let charged = super::body::read(body, &headers, state.max_body_bytes, &state.limits).await?;
+    // Counted once from here on, whatever ends it; dropped unanswered, it counts as cancelled.
+    let observation = model.metrics.rest.start(started);
+    let result = read_and_answer(&state, &model, &headers, body, started).await;
+    match &result {
+        Ok((_, outcome)) => observation.finish(Outcome::Success, outcome.queue_time + outcome.compute_time),
+        Err(e) => observation.finish(e.outcome(), Duration::ZERO),
+    }
+    result.map(|(response, _)| response)
+}
+
+/// Reads the body (unless the latency target sheds the request first), answers, and logs the answer.
+async fn read_and_answer(
+    state: &SharedState,
+    model: &ServedModel,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<(Response, InferOutcome), Error> {
+    model.admit_early()?;
+    let charged = super::body::read(body, headers, state.max_body_bytes, &state.limits).await?;
     let body = &charged.bytes;
     let mut request_id = None;
-    let result = answer(&model, &headers, body, &mut request_id).await;
+    let result = answer(model, headers, body, &mut request_id).await;
     if let Some(log) = &state.predictions {
         let entry = LogEntry {
-            model: &model,
+            model,
             protocol: Protocol::Rest,
             client_id: headers.get(CLIENT_ID).and_then(|v| v.to_str().ok()),
             body,
@@ -77,9 +96,7 @@ async fn infer(
         };
         log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
-    let (response, outcome, _) = result?;
-    model.metrics.rest.succeeded(started.elapsed(), outcome.queue_time + outcome.compute_time);
-    Ok(response)
+    result.map(|(response, outcome, _)| (response, outcome))
 }
 
 /// Bodies and outputs larger than this are decoded and encoded on the blocking pool: a few large
@@ -116,12 +133,9 @@ async fn answer(
     let (bytes, header_length) = (body.clone(), header_length.map(str::to_owned));
     let decoded =
         offload(model, body.len(), move || decode_request(&bytes, header_length.as_deref())).await?;
-    let request = decoded.map_err(|message| {
-        model.metrics.rest.invalid.inc();
-        Error::BadRequest(message)
-    })?;
+    let request = decoded.map_err(Error::BadRequest)?;
     *request_id = request.id.clone().filter(|id| !id.is_empty());
-    let mut outcome = model.infer(request, Protocol::Rest).await?;
+    let mut outcome = model.infer(request).await?;
     let outputs = std::mem::take(&mut outcome.outputs);
     let predicted = prediction_log::classify(&outputs);
     let size = outputs.iter().map(|o| o.tensor.data.len() * 4).sum();

@@ -63,7 +63,7 @@ pub fn row<T>(
     let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
     let (outcome, error, queue, compute, batch) = match result {
         Ok((_, o, _)) => ("success", None, micros(o.queue_time), micros(o.compute_time), o.batch_rows),
-        Err(err) => (err.outcome(), Some(text(&err.to_string(), MAX_ERROR_CHARS)), 0, 0, 0),
+        Err(err) => (err.outcome().as_str(), Some(text(&err.to_string(), MAX_ERROR_CHARS)), 0, 0, 0),
     };
     let answer = result.as_ref().ok().map(|(_, _, a)| a);
     let created_at = Utc::now();

@@ -1,0 +1,43 @@
+//! How an inference request ended: the `outcome` label of kubeinfer_inference_requests_total and the
+//! prediction log's `outcome` column, one name for both.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The caller's mistake: bad tensors, a body over the limit.
+    Invalid,
+    /// Turned away for load: queue full, too many requests, the memory budget, shutdown, loading.
+    Rejected,
+    /// Waited past its timeout (queue, body, handler).
+    Timeout,
+    /// Refused for the latency target: it could not have been answered in time.
+    Shed,
+    /// The caller went away, or the request was cut off, before it was answered.
+    Cancelled,
+    /// The server's or the model's failure.
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Success,
+        Outcome::Invalid,
+        Outcome::Rejected,
+        Outcome::Timeout,
+        Outcome::Shed,
+        Outcome::Cancelled,
+        Outcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Invalid => "invalid",
+            Outcome::Rejected => "rejected",
+            Outcome::Timeout => "timeout",
+            Outcome::Shed => "shed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Error => "error",
+        }
+    }
+}
