@@ -338,8 +338,8 @@ impl BatchCost {
 /// One model version's per-request series for one protocol: outcomes and the time of answered requests.
 #[derive(Clone)]
 pub struct Outcomes {
-    /// By `Outcome`, in the order of `Outcome::ALL`.
-    counters: [IntCounter; 7],
+    /// Indexed by `Outcome` (whose `ALL` is in declaration order).
+    counters: [IntCounter; Outcome::ALL.len()],
     pub duration: Histogram,
     pub overhead: Histogram,
     pub within_target: IntCounter,
@@ -348,8 +348,7 @@ pub struct Outcomes {
 
 impl Outcomes {
     pub fn counter(&self, outcome: Outcome) -> &IntCounter {
-        let i = Outcome::ALL.iter().position(|&o| o == outcome).unwrap_or(Outcome::ALL.len() - 1);
-        &self.counters[i]
+        &self.counters[outcome as usize]
     }
 
     /// Starts counting one request that arrived at `started`: it is counted once, when it finishes or,

@@ -19,6 +19,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order, so that `outcome as usize` indexes arrays built from it.
     pub const ALL: [Outcome; 7] = [
         Outcome::Success,
         Outcome::Invalid,
@@ -38,6 +39,18 @@ impl Outcome {
             Outcome::Shed => "shed",
             Outcome::Cancelled => "cancelled",
             Outcome::Error => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_the_outcomes_in_declaration_order_so_they_index_by_discriminant() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{}", outcome.as_str());
         }
     }
 }

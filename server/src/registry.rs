@@ -12,12 +12,13 @@ use crate::batch::{BatchConfig, Batcher, Limits};
 use crate::config::{Device, ModelFile};
 use crate::error::Error;
 use crate::load;
-use crate::metrics::{Metrics, ModelMetrics};
+use crate::metrics::{Metrics, ModelMetrics, Protocol};
 use crate::model::Runner;
 use crate::model::layout;
 use crate::model::settings::ModelSettings;
 use crate::model::signature::Signature;
 use crate::model::triton::TritonConfig;
+use crate::outcome::Outcome;
 use crate::protocol::{InferRequest, OutputToSend};
 use crate::stats::ModelStats;
 
@@ -80,6 +81,23 @@ impl ServedModel {
             Error::ModelLoad { path: info.path.clone(), reason: format!("cannot start its threads: {e}") }
         })?;
         Ok(ServedModel { info, max_rows, stats, metrics, batcher })
+    }
+
+    /// Runs `work`, one request's whole handling, and counts the request once under `protocol`: by how it
+    /// ended, or as cancelled if it is dropped first (the caller went away, the handler was cut off).
+    pub async fn counted<T>(
+        &self,
+        protocol: Protocol,
+        started: Instant,
+        work: impl Future<Output = Result<(T, InferOutcome), Error>>,
+    ) -> Result<T, Error> {
+        let observation = self.metrics.over(protocol).start(started);
+        let result = work.await;
+        match &result {
+            Ok((_, done)) => observation.finish(Outcome::Success, done.queue_time + done.compute_time),
+            Err(e) => observation.finish(e.outcome(), Duration::ZERO),
+        }
+        result.map(|(answer, _)| answer)
     }
 
     /// With a latency target, sheds a request before its body is read when even one row could not be

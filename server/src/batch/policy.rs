@@ -41,8 +41,9 @@ pub enum Decision {
     Run(Vec<usize>),
     /// The batch is below target and the oldest request may still wait until then for company.
     WaitUntil(Instant),
-    /// Answer these queue positions (ascending) at once as shed: even run alone now, the learned cost
-    /// puts their answer past the latency target (or their own timeout, if sooner).
+    /// Answer these queue positions (ascending) at once as shed: by the learned cost they cannot be
+    /// answered in time (their own timeout, if sooner than the target), even run alone now; or they are
+    /// the oldest, dropped early so that a full batch behind them is in time.
     Shed(Vec<usize>),
 }
 
@@ -150,13 +151,14 @@ fn early_drop<'a, P: Pending + 'a>(
     if max_rows == 0 || first.alone() {
         return 0;
     }
-    let full = batch(0, first);
+    // The batch the oldest request would lead (its position 0 comes first below).
+    let mut full = None;
     for (i, lead) in queue.clone().into_iter().enumerate() {
         if lead.alone() || lead.key() != first.key() {
             continue;
         }
         let rows = batch(i, lead);
-        if rows < full {
+        if rows < *full.get_or_insert(rows) {
             return 0;
         }
         if cost.predict(rows).is_some_and(|c| now + c <= due(lead, target)) {
@@ -166,16 +168,16 @@ fn early_drop<'a, P: Pending + 'a>(
     0
 }
 
-/// When a request of `rows` that joins the queue now would be answered, if the learned cost holds:
-/// the batches ahead of it and its own, as full as `max_rows` allows, shared among `instances` (0
-/// max_rows: one request per batch). A batch already running is not counted, so this errs early.
+/// When a request of `rows` that joins the queue would be answered, if the learned cost holds: the
+/// batches ahead of it and its own, as full as `max_rows` allows, shared among `instances` (0 max_rows:
+/// one request per batch), run from `free`, when the first instance is free.
 pub fn predicted_completion(
     queued: (usize, usize),
     rows: usize,
     max_rows: usize,
     instances: usize,
     cost: &CostModel,
-    now: Instant,
+    free: Instant,
 ) -> Option<Instant> {
     let (queued_requests, queued_rows) = queued;
     let (batches, batch_rows) = match max_rows {
@@ -183,7 +185,7 @@ pub fn predicted_completion(
         max => ((queued_rows + rows).div_ceil(max), max.min(queued_rows + rows)),
     };
     let rounds = u32::try_from(batches.div_ceil(instances.max(1))).unwrap_or(u32::MAX);
-    Some(now + cost.predict(batch_rows)?.saturating_mul(rounds))
+    Some(free + cost.predict(batch_rows)?.saturating_mul(rounds))
 }
 
 #[cfg(test)]

@@ -182,14 +182,14 @@ impl Queue {
 
     /// With a target, refuses a request whose answer the learned cost puts past its due time.
     fn admit(&self, st: &State, entry: &Entry) -> Result<(), PushError> {
-        admit(st, self.shared.admission, entry.rows, entry.enqueued, entry.deadline)
+        admit(st, self.shared.admission, entry.rows, entry.enqueued, Some(entry.deadline))
     }
 
     /// Whether a request of `rows` arriving now would be admitted, asked before its body is read and
     /// decoded: under overload, shedding what cannot make it should cost as little as possible.
     pub fn would_admit(&self, rows: usize) -> Result<(), PushError> {
         let now = Instant::now();
-        admit(&self.lock(), self.shared.admission, rows, now, now + Duration::from_secs(3600))
+        admit(&self.lock(), self.shared.admission, rows, now, None)
     }
 
     /// Counts the batch of `rows` that `instance` ran in `took` into the learned cost, and marks the
@@ -287,16 +287,24 @@ impl Queue {
     }
 }
 
-/// With a target, refuses a request of `rows` arriving at `now` (and giving up at `deadline`) whose
-/// answer the learned cost puts past its due time.
-fn admit(st: &State, a: Admission, rows: usize, now: Instant, deadline: Instant) -> Result<(), PushError> {
+/// With a target, refuses a request of `rows` arriving at `now` (and giving up at `deadline`, when its
+/// own is known yet) whose answer the learned cost puts past its due time.
+fn admit(
+    st: &State,
+    a: Admission,
+    rows: usize,
+    now: Instant,
+    deadline: Option<Instant>,
+) -> Result<(), PushError> {
     let Some(target) = a.target else { return Ok(()) };
     let queued = (st.entries.len(), st.entries.iter().map(|e| e.rows).sum());
     // The queue starts moving when the first instance is free: now if one is idle, else when the
     // earliest batch in progress should end.
     let free = st.running.iter().map(|end| end.unwrap_or(now).max(now)).min().unwrap_or(now);
     match policy::predicted_completion(queued, rows, a.max_rows, a.instances, &st.cost, free) {
-        Some(done) if done > (now + target).min(deadline) => Err(PushError::Shed { predicted: done - now }),
+        Some(done) if done > deadline.into_iter().fold(now + target, Instant::min) => {
+            Err(PushError::Shed { predicted: done - now })
+        }
         _ => Ok(()),
     }
 }

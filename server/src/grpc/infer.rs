@@ -1,7 +1,7 @@
 //! ModelInfer: decode the message into the REST path's request, infer through the same registry and
 //! batcher, encode the answer, and log it in the prediction log like a REST request (protocol `grpc`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use prost::Message;
@@ -12,7 +12,6 @@ use crate::error::Error;
 use crate::http::SharedState;
 use crate::http::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use crate::metrics::Protocol;
-use crate::outcome::Outcome;
 use crate::proto::{ModelInferRequest, ModelInferResponse};
 use crate::registry::{InferOutcome, ServedModel};
 
@@ -23,13 +22,7 @@ pub async fn infer(
     request: tonic::Request<ModelInferRequest>,
     started: Instant,
 ) -> Result<ModelInferResponse, Error> {
-    let observation = model.metrics.grpc.start(started);
-    let result = admit_and_answer(state, model, request, started).await;
-    match &result {
-        Ok((_, outcome)) => observation.finish(Outcome::Success, outcome.queue_time + outcome.compute_time),
-        Err(e) => observation.finish(e.outcome(), Duration::ZERO),
-    }
-    result.map(|(response, _)| response)
+    model.counted(Protocol::Grpc, started, admit_and_answer(state, model, request, started)).await
 }
 
 /// Held to the same limits as REST: the latency target's early check, a --max-concurrent-requests slot,

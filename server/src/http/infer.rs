@@ -1,6 +1,6 @@
 //! `POST /v2/models/{m}[/versions/{v}]/infer`: decode, infer through the batcher, encode.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -15,7 +15,6 @@ use super::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use super::{SharedState, schemas};
 use crate::error::Error;
 use crate::metrics::Protocol;
-use crate::outcome::Outcome;
 use crate::protocol::binary::HEADER_LENGTH;
 use crate::protocol::{decode_request, encode_response};
 use crate::registry::{InferOutcome, ServedModel};
@@ -57,14 +56,7 @@ async fn infer(
 ) -> Result<Response, Error> {
     let started = Instant::now();
     let model = state.registry()?.get(&path.model, path.version.as_deref())?;
-    // Counted once from here on, whatever ends it; dropped unanswered, it counts as cancelled.
-    let observation = model.metrics.rest.start(started);
-    let result = read_and_answer(&state, &model, &headers, body, started).await;
-    match &result {
-        Ok((_, outcome)) => observation.finish(Outcome::Success, outcome.queue_time + outcome.compute_time),
-        Err(e) => observation.finish(e.outcome(), Duration::ZERO),
-    }
-    result.map(|(response, _)| response)
+    model.counted(Protocol::Rest, started, read_and_answer(&state, &model, &headers, body, started)).await
 }
 
 /// Reads the body (unless the latency target sheds the request first), answers, and logs the answer.
