@@ -57,7 +57,7 @@ fi
 # name|helm flags
 renders=(
   "default|"
-  "all-features|--set replicaCount=2 --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true --set prometheusRule.additionalAlertLabels.team=ml --set metrics.serviceMonitor.labels.release=prometheus"
+  "all-features|--set replicaCount=2 --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true --set prometheusRule.additionalAlertLabels.team=ml --set metrics.serviceMonitor.labels.release=prometheus --set prometheusAdapter.rules.enabled=true --set prometheusUrl=http://prometheus-operated.monitoring:9090"
   "watch-namespace|--set watchNamespace=models --set leaderElection.enabled=true --set serviceAccount.create=false --set serviceAccount.name=operator --set image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000"
 )
 for r in "${renders[@]}"; do
@@ -127,6 +127,8 @@ bad_values=(
   "--set watchNamespace=Not_A_Namespace"
   "--set prometheusRule.thresholds.apiOverheadP99Seconds=-1"
   "--set image.pullPolicy=Sometimes"
+  "--set prometheusUrl=prometheus:9090"
+  "--set prometheusAdapter.rules.enable=true"
 )
 for b in "${bad_values[@]}"; do
   # shellcheck disable=SC2086
@@ -177,6 +179,31 @@ elif "$py" scripts/check_chart.py examples "$crd" manifests/examples/*.yaml >"$t
   fi
 else
   bad "manifests/examples against $crd"
+fi
+
+# --- the operator's built objects ----------------------------------------------------------------------------
+# operator/tests/snapshots holds what the operator builds for each example (the snapshot test keeps it exact):
+# Kubernetes' kinds against its 1.30+ schemas, KEDA's ScaledObject against KEDA's CRD.
+step "operator/tests/snapshots against Kubernetes' and KEDA's schemas"
+cat operator/tests/snapshots/*.yaml >"$tmp/built.yaml"
+if "$py" scripts/check_chart.py split "$tmp/built.yaml" "$tmp/built.builtin.yaml" "$tmp/built.custom.yaml" \
+    >"$tmp/built.split"; then
+  for v in "${kube_versions[@]}"; do
+    if "$kv" --strict --quiet --kubernetes-version "$v" "$tmp/built.builtin.yaml" >"$tmp/kv.log" 2>&1 \
+        && ! grep -q -E "^(WARN|ERROR)" "$tmp/kv.log"; then
+      ok "kubernetes-validate --strict $v (operator snapshots: $(cat "$tmp/built.split"))"
+    else
+      cat "$tmp/kv.log" >&2
+      bad "kubernetes-validate --strict $v (operator snapshots)"
+    fi
+  done
+  if "$py" scripts/check_chart.py objects tests/fixtures/keda/scaledobjects.keda.sh.yaml "$tmp/built.custom.yaml"; then
+    ok "ScaledObjects in the operator snapshots match KEDA's CRD"
+  else
+    bad "ScaledObjects in the operator snapshots against KEDA's CRD"
+  fi
+else
+  bad "split (operator snapshots)"
 fi
 
 # --- metric names -------------------------------------------------------------------------------------------

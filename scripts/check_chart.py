@@ -13,6 +13,9 @@
       Validates every ModelDeployment in FILEs against the CRD's openAPIV3Schema (jsonschema), stricter than
       the API server: unknown fields are errors (the server would prune them silently). Other kinds in FILEs
       go to stdout for kubernetes-validate.
+  objects CRD FILE...
+      Validates every object of the CRD's kind in FILEs (the operator's built objects, namespaced) against
+      the CRD's openAPIV3Schema, unknown fields being errors; fails if FILEs hold none.
   metrics KNOWN_FILE[,KNOWN_FILE...] RENDERED DASHBOARD_JSON
       Every metric name used in the rendered PrometheusRule(s) and in the dashboard must be known. A known
       file is either a list of names (one a line, # comments) or Prometheus text exposition (a /metrics
@@ -49,7 +52,7 @@ def is_custom(doc):
     """Kinds kubernetes-validate has no schema for: API groups that only CRDs serve."""
     api = doc.get("apiVersion", "")
     group = api.split("/")[0] if "/" in api else ""
-    return group.endswith("monitoring.coreos.com") or group == "kubeinfer.io"
+    return group.endswith("monitoring.coreos.com") or group in ("kubeinfer.io", "keda.sh")
 
 
 def cmd_split(src, builtin_out, crd_out):
@@ -246,6 +249,42 @@ def to_jsonschema(node):
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
+def schema_errors(version, doc, where):
+    """Fails on each way `doc` breaks the CRD version's schema; returns how many there were."""
+    schema = to_jsonschema(version["schema"]["openAPIV3Schema"])
+    # apiVersion, kind and metadata are the API server's, not the CRD schema's.
+    body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
+    for key in ("apiVersion", "kind", "metadata"):
+        schema.get("properties", {}).pop(key, None)
+    validator = jsonschema.Draft4Validator(schema)
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+    for e in errors:
+        fail(f"{where}: {'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}")
+    return len(errors)
+
+
+def cmd_objects(crd_path, files):
+    crd = next((d for d in load_docs(crd_path) if d.get("kind") == "CustomResourceDefinition"), None)
+    if crd is None:
+        fail(f"{crd_path}: no CustomResourceDefinition")
+        return
+    group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+    versions = {f"{group}/{v['name']}": v for v in crd["spec"]["versions"]}
+    n = 0
+    for path in files:
+        for doc in load_docs(path):
+            if doc.get("kind") != kind:
+                continue
+            n += 1
+            where = f"{path}: {kind} {(doc.get('metadata') or {}).get('name')}"
+            if doc.get("apiVersion") not in versions:
+                fail(f"{where}: apiVersion {doc.get('apiVersion')!r} is not served by the CRD")
+            elif schema_errors(versions[doc["apiVersion"]], doc, where) == 0:
+                print(f"ok   {where}", file=sys.stderr)
+    if n == 0:
+        fail(f"no {kind} in {' '.join(files)}")
+
+
 def cmd_examples(crd_path, files):
     crds = [d for d in load_docs(crd_path) if d.get("kind") == "CustomResourceDefinition"]
     if not crds:
@@ -274,15 +313,7 @@ def cmd_examples(crd_path, files):
                 continue
             if not DNS1123_SUBDOMAIN.match(meta.get("name", "")) or len(meta.get("name", "")) > 253:
                 fail(f"{where}: metadata.name is not a DNS-1123 subdomain")
-            schema = to_jsonschema(versions[ver]["schema"]["openAPIV3Schema"])
-            # apiVersion, kind and metadata are the API server's, not the CRD schema's.
-            body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
-            for key in ("apiVersion", "kind", "metadata"):
-                schema.get("properties", {}).pop(key, None)
-            validator = jsonschema.Draft4Validator(schema)
-            errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
-            for e in errors:
-                fail(f"{where}: {'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}")
+            errors = schema_errors(versions[ver], doc, where)
             spec = doc.get("spec") or {}
             # The CRD's x-kubernetes-validations (CEL) are not evaluated here; this one matters for examples.
             if "replicas" in spec and "autoscaling" in spec:
@@ -411,6 +442,8 @@ def main(argv):
         cmd_structure(*args)
     elif cmd == "examples" and len(args) >= 2:
         cmd_examples(args[0], args[1:])
+    elif cmd == "objects" and len(args) >= 2:
+        cmd_objects(args[0], args[1:])
     elif cmd == "metrics" and len(args) == 3:
         cmd_metrics(*args)
     else:

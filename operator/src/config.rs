@@ -47,7 +47,12 @@ pub struct Config {
     #[arg(long, env = "KUBEINFER_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(3..=300))]
     pub lease_duration_seconds: u32,
 
-    /// Seconds between checks of which optional APIs (autoscaling/v2, policy/v1, ServiceMonitor) exist.
+    /// Prometheus that KEDA ScaledObjects query for kubeinfer's pods metrics (autoscaling.provider KEDA
+    /// with a queue-time, latency-target or in-flight target), e.g. http://prometheus.monitoring:9090.
+    #[arg(long, env = "KUBEINFER_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+
+    /// Seconds between checks of which optional APIs (autoscaling/v2, policy/v1, ServiceMonitor, KEDA) exist.
     #[arg(long, env = "KUBEINFER_DISCOVERY_INTERVAL_SECONDS", default_value_t = 60)]
     pub discovery_interval_seconds: u64,
 

@@ -12,7 +12,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
@@ -24,7 +24,7 @@ use crate::discovery::Capabilities;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
-use crate::resources::{MANAGER, servicemonitor};
+use crate::resources::{MANAGER, keda, servicemonitor};
 
 /// What the operator was started with that reconciles need.
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct Settings {
     pub resync: Duration,
     /// How soon a ModelDeployment with problems (missing Secret, unavailable API) is looked at again.
     pub retry: Duration,
+    /// Prometheus that KEDA ScaledObjects query for the pods metrics.
+    pub prometheus_url: Option<String>,
 }
 
 /// Shared by every reconcile.
@@ -138,13 +140,19 @@ pub async fn run(
     if caps.policy_v1 {
         controller = controller.owns(api::<PodDisruptionBudget>(&client, &namespace), children.clone());
     }
+    let dynamic = |ar: &ApiResource| -> Api<DynamicObject> {
+        match &namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+            None => Api::all_with(client.clone(), ar),
+        }
+    };
     if caps.service_monitor {
         let ar = servicemonitor::api_resource();
-        let monitors: Api<DynamicObject> = match &namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
-        };
-        controller = controller.owns_with(monitors, ar, children.clone());
+        controller = controller.owns_with(dynamic(&ar), ar, children.clone());
+    }
+    if caps.keda {
+        let ar = keda::api_resource();
+        controller = controller.owns_with(dynamic(&ar), ar, children.clone());
     }
     let store = controller.store();
     let metrics = ctx.metrics.clone();

@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::crd_access::{ApiKeysSecret, Auth, CaSecret, CredentialsSecret, Database, NetworkPolicySpec};
+pub use crate::crd_scaling::{Autoscaling, AutoscalingProvider};
 
 /// A model served by kubeinfer-server pods: where the ONNX file comes from, how many replicas, which
 /// hardware, and how requests are batched.
@@ -41,6 +42,7 @@ pub use crate::crd_access::{ApiKeysSecret, Auth, CaSecret, CredentialsSecret, Da
     )
 )]
 #[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("set either replicas or autoscaling, not both"))]
+#[x_kube(validation = Rule::new("!has(self.autoscaling) || !has(self.autoscaling.targetLatencyUtilizationPercentage) || (has(self.batching) && has(self.batching.latencyTarget))").message("autoscaling.targetLatencyUtilizationPercentage needs batching.latencyTarget"))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelDeploymentSpec {
     /// The ONNX model to serve.
@@ -174,32 +176,6 @@ pub struct ModelSource {
     #[serde(default = "one")]
     #[schemars(range(min = 1))]
     pub version: i64,
-}
-
-/// HorizontalPodAutoscaler settings.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
-#[serde(rename_all = "camelCase")]
-pub struct Autoscaling {
-    /// Fewest server pods.
-    #[serde(default = "one_i32")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub min_replicas: i32,
-
-    /// Most server pods.
-    #[schemars(range(min = 1, max = 1000))]
-    pub max_replicas: i32,
-
-    /// Target average CPU utilisation, in percent of the CPU request.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "targetCPUUtilizationPercentage")]
-    #[schemars(range(min = 1, max = 100))]
-    pub target_cpu_utilization_percentage: Option<i32>,
-
-    /// Target average of in-flight inference requests per pod (the pods metric
-    /// kubeinfer_inference_requests_in_flight; needs a custom metrics adapter such as prometheus-adapter).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub target_in_flight_requests: Option<i32>,
 }
 
 /// GPU scheduling.

@@ -32,9 +32,9 @@ pub const RETRY: Duration = Duration::from_secs(30);
 /// The longest any scenario waits for a request or for the reconcile.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A cluster that serves autoscaling/v2, policy/v1 and the ServiceMonitor CRD.
-pub const EVERYTHING: Capabilities =
-    Capabilities { autoscaling_v2: true, policy_v1: true, service_monitor: true };
+/// A cluster that serves autoscaling/v2, policy/v1 and the ServiceMonitor CRD, but not KEDA (whose
+/// ScaledObject the envtest scenarios cover against a real API server).
+pub const EVERYTHING: Capabilities = Capabilities { keda: false, ..Capabilities::ALL };
 
 /// The ModelDeployment `digits` in namespace `ml`, as the API server hands it over, with `spec`.
 pub fn model_deployment(spec: Value) -> ModelDeployment {
@@ -56,6 +56,7 @@ pub fn test_context(capabilities: Capabilities) -> (Arc<Context>, ApiServerVerif
         edge_image: EDGE_IMAGE.into(),
         resync: RESYNC,
         retry: RETRY,
+        prometheus_url: None,
     };
     let ctx = Context::new(
         Client::new(service, "default"),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crd_access;
+pub mod crd_scaling;
 pub mod crdgen;
 pub mod discovery;
 pub mod drift;

@@ -100,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         edge_image: config.edge_image.clone(),
         resync: Duration::from_secs(config.resync_seconds),
         retry: Duration::from_secs(config.retry_seconds),
+        prometheus_url: config.prometheus_url.clone().filter(|u| !u.is_empty()),
     };
     let ctx = Arc::new(Context::new(client.clone(), settings, caps, metrics.clone()));
     let namespace = Some(config.watch_namespace.clone()).filter(|n| !n.is_empty());

@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -21,11 +21,11 @@ use serde::de::DeserializeOwned;
 use crate::apply::{apply, delete_owned};
 use crate::controller::Context;
 use crate::crd::ModelDeployment;
-use crate::discovery::Capabilities;
+use crate::discovery::{Capabilities, autoscaling_problem, unavailable};
 use crate::error::Error;
 use crate::pod_failures;
 use crate::resources::{
-    Build, MANAGER, configmap, deployment, hpa, networkpolicy, pdb, service, servicemonitor,
+    Build, MANAGER, configmap, deployment, hpa, keda, networkpolicy, pdb, service, servicemonitor,
 };
 use crate::status::{self, Observed, Problem, reason};
 use crate::validate::{ModelUri, validate};
@@ -57,13 +57,16 @@ impl Reconciler {
             }
         };
         let mut problems = self.dependency_problems(&uri).await?;
-        problems.extend(unavailable(&self.md, caps));
+        let prometheus_url = self.ctx.settings.prometheus_url.as_deref();
+        problems.extend(unavailable(&self.md, caps, prometheus_url.is_some()));
         let b = Build {
             md: &self.md,
             uri: &uri,
             server_image: &self.ctx.settings.server_image,
             edge_image: &self.ctx.settings.edge_image,
-            autoscaler: caps.autoscaling_v2 && self.md.spec.autoscaling.is_some(),
+            autoscaler: self.md.spec.autoscaling.is_some()
+                && autoscaling_problem(&self.md, caps, prometheus_url.is_some()).is_none(),
+            prometheus_url,
         };
         let mut changes = Vec::new();
         let deployment = match self.apply_children(&b, caps, &mut changes).await {
@@ -143,21 +146,20 @@ impl Reconciler {
             self.apply_or_delete(&api, "PodDisruptionBudget", b.name(), pdb::pdb(b), changes).await?;
         }
         if caps.service_monitor {
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                self.ctx.client.clone(),
-                &self.namespace,
-                &servicemonitor::api_resource(),
-            );
-            self.apply_or_delete(
-                &api,
-                "ServiceMonitor",
-                b.name(),
-                servicemonitor::service_monitor(b),
-                changes,
-            )
-            .await?;
+            let api = self.dynamic_api(&servicemonitor::api_resource());
+            let monitor = servicemonitor::service_monitor(b);
+            self.apply_or_delete(&api, "ServiceMonitor", b.name(), monitor, changes).await?;
+        }
+        if caps.keda {
+            let api = self.dynamic_api(&keda::api_resource());
+            let scaled = keda::scaled_object(b).filter(|_| b.autoscaler);
+            self.apply_or_delete(&api, "ScaledObject", b.name(), scaled, changes).await?;
         }
         Ok(deployment)
+    }
+
+    fn dynamic_api(&self, resource: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.ctx.client.clone(), &self.namespace, resource)
     }
 
     async fn apply_one<K>(
@@ -258,61 +260,5 @@ fn refusal(e: &Error) -> Option<Problem> {
         Error::NameConflict { .. } => Some(Problem::new(reason::NAME_CONFLICT, e.to_string())),
         Error::Refused { .. } => Some(Problem::new(reason::APPLY_FAILED, e.to_string())),
         Error::Kube(_) | Error::Encode(..) | Error::Leader(_) => None,
-    }
-}
-
-/// What the spec asks for that this cluster does not serve.
-pub fn unavailable(md: &ModelDeployment, caps: Capabilities) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if md.spec.autoscaling.is_some() && !caps.autoscaling_v2 {
-        problems.push(Problem::new(
-            reason::AUTOSCALING_UNAVAILABLE,
-            "spec.autoscaling needs autoscaling/v2 HorizontalPodAutoscalers, which this cluster does not serve \
-             (Kubernetes 1.23+); running autoscaling.minReplicas replicas",
-        ));
-    }
-    if md.spec.max_replicas() > 1 && !caps.policy_v1 {
-        problems.push(Problem::new(
-            reason::DISRUPTION_BUDGET_UNAVAILABLE,
-            "more than one replica wants a policy/v1 PodDisruptionBudget, which this cluster does not serve \
-             (Kubernetes 1.21+); voluntary disruptions are not limited",
-        ));
-    }
-    if md.spec.monitoring.as_ref().is_some_and(|m| m.service_monitor) && !caps.service_monitor {
-        problems.push(Problem::new(
-            reason::SERVICE_MONITOR_UNAVAILABLE,
-            "spec.monitoring.serviceMonitor needs the monitoring.coreos.com/v1 ServiceMonitor CRD (the Prometheus \
-             Operator), which this cluster does not have",
-        ));
-    }
-    problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::resources::testing::md;
-
-    #[test]
-    fn an_old_cluster_explains_each_feature_it_cannot_give() {
-        let m = md(serde_json::json!({"model": {"uri": "s3://b/m.onnx"},
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 4}, "monitoring": {"serviceMonitor": true}}));
-        let reasons: Vec<&str> = unavailable(&m, Capabilities::default()).iter().map(|p| p.reason).collect();
-        assert_eq!(
-            reasons,
-            vec![
-                reason::AUTOSCALING_UNAVAILABLE,
-                reason::DISRUPTION_BUDGET_UNAVAILABLE,
-                reason::SERVICE_MONITOR_UNAVAILABLE
-            ]
-        );
-        let all = Capabilities { autoscaling_v2: true, policy_v1: true, service_monitor: true };
-        assert!(unavailable(&m, all).is_empty());
-    }
-
-    #[test]
-    fn one_replica_needs_no_disruption_budget() {
-        let m = md(serde_json::json!({"model": {"uri": "s3://b/m.onnx"}}));
-        assert!(unavailable(&m, Capabilities::default()).is_empty());
     }
 }

@@ -163,8 +163,14 @@ async fn a_model_deployment_whose_children_and_status_are_up_to_date_writes_noth
     // HPA has scaled to 2 replicas that are all ready, and the status says so.
     let mut md = autoscaled();
     let uri = validate(&md.spec).unwrap();
-    let b =
-        Build { md: &md, uri: &uri, server_image: SERVER_IMAGE, edge_image: EDGE_IMAGE, autoscaler: true };
+    let b = Build {
+        md: &md,
+        uri: &uri,
+        server_image: SERVER_IMAGE,
+        edge_image: EDGE_IMAGE,
+        autoscaler: true,
+        prometheus_url: None,
+    };
     let server_config = configmap::server(&b);
     let mut live = as_applied(deployment::deployment(&b, &configmap::checksum(&[&server_config])));
     live["metadata"]["generation"] = json!(4);

@@ -109,6 +109,12 @@ pub fn validate(spec: &ModelDeploymentSpec) -> Result<ModelUri, String> {
             a.min_replicas, a.max_replicas
         ));
     }
+    let latency_target = spec.batching.as_ref().and_then(|b| b.latency_target.as_ref());
+    if spec.autoscaling.as_ref().is_some_and(|a| a.target_latency_utilization_percentage.is_some())
+        && latency_target.is_none()
+    {
+        return Err("autoscaling.targetLatencyUtilizationPercentage needs batching.latencyTarget".into());
+    }
     Ok(uri)
 }
 
@@ -119,6 +125,10 @@ mod tests {
 
     fn spec(uri: &str) -> ModelDeploymentSpec {
         serde_json::from_value(serde_json::json!({"model": {"uri": uri}})).unwrap()
+    }
+
+    fn autoscaling(json: serde_json::Value) -> Autoscaling {
+        serde_json::from_value(json).unwrap()
     }
 
     #[test]
@@ -191,24 +201,16 @@ mod tests {
     fn replicas_and_autoscaling_together_are_refused() {
         let mut s = spec("s3://b/m.onnx");
         s.replicas = Some(2);
-        s.autoscaling = Some(Autoscaling {
-            min_replicas: 1,
-            max_replicas: 3,
-            target_cpu_utilization_percentage: None,
-            target_in_flight_requests: None,
-        });
+        s.autoscaling = Some(autoscaling(serde_json::json!({"minReplicas": 1, "maxReplicas": 3})));
         assert_eq!(validate(&s), Err("set either replicas or autoscaling, not both".into()));
     }
 
     #[test]
     fn autoscaling_min_above_max_is_refused() {
         let mut s = spec("s3://b/m.onnx");
-        s.autoscaling = Some(Autoscaling {
-            min_replicas: 5,
-            max_replicas: 3,
-            target_cpu_utilization_percentage: Some(70),
-            target_in_flight_requests: None,
-        });
+        s.autoscaling = Some(autoscaling(
+            serde_json::json!({"minReplicas": 5, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}),
+        ));
         assert_eq!(
             validate(&s),
             Err("autoscaling.minReplicas (5) must not exceed autoscaling.maxReplicas (3)".into())
@@ -221,5 +223,19 @@ mod tests {
             max_size: None,
             version: 1,
         };
+    }
+
+    #[test]
+    fn scaling_on_the_latency_target_needs_a_latency_target() {
+        let mut s = spec("s3://b/m.onnx");
+        s.autoscaling = Some(autoscaling(
+            serde_json::json!({"maxReplicas": 3, "targetLatencyUtilizationPercentage": 70}),
+        ));
+        assert_eq!(
+            validate(&s),
+            Err("autoscaling.targetLatencyUtilizationPercentage needs batching.latencyTarget".into())
+        );
+        s.batching = Some(serde_json::from_value(serde_json::json!({"latencyTarget": "20ms"})).unwrap());
+        assert!(validate(&s).is_ok());
     }
 }

@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use kube::api::ObjectMeta;
 use kubeinfer_operator::crd::ModelDeployment;
 use kubeinfer_operator::resources::{
-    Build, configmap, deployment, hpa, networkpolicy, pdb, service, servicemonitor,
+    Build, configmap, deployment, hpa, keda, networkpolicy, pdb, service, servicemonitor,
 };
 use kubeinfer_operator::validate::validate;
 use serde_json::Value;
 
 const SERVER_IMAGE: &str = "ghcr.io/kubeinfer/kubeinfer-server:test";
 const EDGE_IMAGE: &str = "nginxinc/nginx-unprivileged:test";
+/// The operator's --prometheus-url, which KEDA's triggers query.
+const PROMETHEUS_URL: &str = "http://prometheus-operated.monitoring:9090";
 const UPDATE_HINT: &str = "UPDATE_SNAPSHOTS=1 cargo test -p kubeinfer-operator --test snapshots";
 
 fn root() -> PathBuf {
@@ -66,6 +68,7 @@ fn children(md: &ModelDeployment) -> Vec<String> {
         server_image: SERVER_IMAGE,
         edge_image: EDGE_IMAGE,
         autoscaler: md.spec.autoscaling.is_some(),
+        prometheus_url: Some(PROMETHEUS_URL),
     };
     let server_config = configmap::server(&b);
     let edge_config = configmap::edge(&b);
@@ -83,6 +86,7 @@ fn children(md: &ModelDeployment) -> Vec<String> {
     docs.extend(hpa::hpa(&b).map(yaml));
     docs.extend(pdb::pdb(&b).map(yaml));
     docs.extend(servicemonitor::service_monitor(&b).map(yaml));
+    docs.extend(keda::scaled_object(&b).map(yaml));
     docs
 }
 

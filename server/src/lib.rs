@@ -19,6 +19,7 @@ pub mod outcome;
 pub mod proto;
 pub mod protocol;
 pub mod pull;
+pub mod recent;
 pub mod registry;
 pub mod serve;
 pub mod shutdown;

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use crate::outcome::Outcome;
+use crate::recent::{ModelWindows, Recent};
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -41,6 +44,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     model: ModelSeries,
+    recent: Recent,
 }
 
 /// The per-model families, labelled by model and version; `for_model` resolves them.
@@ -194,6 +198,7 @@ impl Metrics {
                 LATENCY_BUCKETS,
             ),
             model: ModelSeries::new(),
+            recent: Recent::new(),
         };
         let build = IntGaugeVec::new(
             Opts::new("kubeinfer_build_info", "Always 1; labels carry the server and ONNX Runtime versions."),
@@ -220,6 +225,7 @@ impl Metrics {
             Box::new(s.within_target.clone()),
             Box::new(s.shed.clone()),
             Box::new(s.batch_cost.clone()),
+            Box::new(m.recent.clone()),
             Box::new(build),
         ];
         for c in collectors {
@@ -244,9 +250,12 @@ impl Metrics {
             self.model.latency_target.with_label_values(&labels).set(t.as_secs_f64());
         }
         let shed = |stage: &str| self.model.shed.with_label_values(&[model, v.as_str(), stage]);
+        let windows = Arc::new(ModelWindows::new(target));
+        self.recent.track(model, &v, windows.clone());
         ModelMetrics {
-            rest: self.outcomes(model, &v, Protocol::Rest, target),
-            grpc: self.outcomes(model, &v, Protocol::Grpc, target),
+            rest: self.outcomes(model, &v, Protocol::Rest, target, &windows),
+            grpc: self.outcomes(model, &v, Protocol::Grpc, target, &windows),
+            windows,
             shed_at_arrival: shed("arrival"),
             shed_in_queue: shed("queue"),
             batch_cost: BatchCost {
@@ -265,7 +274,14 @@ impl Metrics {
         }
     }
 
-    fn outcomes(&self, model: &str, version: &str, protocol: Protocol, target: Option<Duration>) -> Outcomes {
+    fn outcomes(
+        &self,
+        model: &str,
+        version: &str,
+        protocol: Protocol,
+        target: Option<Duration>,
+        windows: &Arc<ModelWindows>,
+    ) -> Outcomes {
         let labels = [model, version, protocol.as_str()];
         let counters = Outcome::ALL.map(|o| {
             self.model.inference_requests.with_label_values(&[model, version, protocol.as_str(), o.as_str()])
@@ -276,6 +292,7 @@ impl Metrics {
             overhead: self.model.inference_overhead.with_label_values(&labels),
             within_target: self.model.within_target.with_label_values(&labels),
             target,
+            windows: windows.clone(),
         }
     }
 
@@ -294,6 +311,8 @@ impl Metrics {
 pub struct ModelMetrics {
     pub rest: Outcomes,
     pub grpc: Outcomes,
+    /// The last 30 s, for the autoscaling gauges.
+    pub windows: Arc<ModelWindows>,
     pub shed_at_arrival: IntCounter,
     pub shed_in_queue: IntCounter,
     pub batch_cost: BatchCost,
@@ -344,6 +363,7 @@ pub struct Outcomes {
     pub overhead: Histogram,
     pub within_target: IntCounter,
     target: Option<Duration>,
+    windows: Arc<ModelWindows>,
 }
 
 impl Outcomes {
@@ -372,8 +392,16 @@ impl Observation<'_> {
         self.finished = true;
         let o = self.outcomes;
         o.counter(outcome).inc();
+        let total = self.started.elapsed();
+        if let (Some(target), Some(used)) = (o.target, &o.windows.target_used) {
+            match outcome {
+                Outcome::Success => used.record(Instant::now(), total.as_secs_f64() / target.as_secs_f64()),
+                Outcome::Shed | Outcome::Timeout => used.record(Instant::now(), 1.0),
+                // Not load: a bad request is refused whatever the load, a cancelled one has no time.
+                Outcome::Invalid | Outcome::Rejected | Outcome::Cancelled | Outcome::Error => {}
+            }
+        }
         if outcome == Outcome::Success {
-            let total = self.started.elapsed();
             o.duration.observe(total.as_secs_f64());
             o.overhead.observe(total.saturating_sub(model).as_secs_f64());
             if o.target.is_some_and(|t| total <= t) {
@@ -392,31 +420,5 @@ impl Drop for Observation<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_series_appear_under_their_labels() {
-        let m = Metrics::new("1.31.1");
-        let mm = m.for_model("digits", 1, None);
-        mm.over(Protocol::Grpc).start(Instant::now()).finish(Outcome::Success, Duration::ZERO);
-        mm.batch_size.observe(8.0);
-        let text = m.render();
-        assert!(text.contains(
-            r#"kubeinfer_inference_requests_total{model="digits",outcome="success",protocol="grpc",version="1"} 1"#
-        ));
-        assert!(text.contains(
-            r#"kubeinfer_inference_requests_total{model="digits",outcome="success",protocol="rest",version="1"} 0"#
-        ));
-        assert!(text.contains(r#"kubeinfer_inference_batch_size_sum{model="digits",version="1"} 8"#));
-        assert!(text.contains(r#"kubeinfer_build_info{onnxruntime="1.31.1",version="0.1.0"} 1"#));
-    }
-
-    #[test]
-    fn two_instances_do_not_share_series() {
-        let a = Metrics::new("x");
-        let b = Metrics::new("x");
-        a.for_model("m", 1, None).rest.counter(Outcome::Success).inc();
-        assert!(!b.render().contains(r#"outcome="success",protocol="rest",version="1"} 1"#));
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

@@ -137,6 +137,7 @@ impl ServedModel {
         };
         self.stats.record_request(true, total, done.queue_time);
         self.metrics.queue.observe(done.queue_time.as_secs_f64());
+        self.metrics.windows.queue_wait.record(Instant::now(), done.queue_time.as_secs_f64());
         let mut all: Vec<Option<_>> = done.outputs.into_iter().map(Some).collect();
         let outputs = checked
             .outputs

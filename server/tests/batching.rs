@@ -185,6 +185,8 @@ async fn with_a_latency_target_below_the_models_cost_the_first_request_teaches_t
         "the first answer took more than 1 µs"
     );
     assert!(series(r#"kubeinfer_batch_cost_seconds{model="affine",rows="1",version="2"}"#) > 0.0);
+    // The autoscaling gauge: the answer used many times its 1 µs target, the shed request counts as 1.
+    assert!(series(r#"kubeinfer_latency_target_used_ratio{model="affine",version="2"}"#) > 1.0);
 }
 
 /// Every inference outcome of affine v2 over REST, as (outcome, count) for the non-zero ones.

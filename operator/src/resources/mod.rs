@@ -5,6 +5,7 @@ pub mod configmap;
 pub mod deployment;
 pub mod edge;
 pub mod hpa;
+pub mod keda;
 pub mod networkpolicy;
 pub mod pdb;
 pub mod pod;
@@ -44,8 +45,11 @@ pub struct Build<'a> {
     pub server_image: &'a str,
     /// nginx image when the spec's edge names none.
     pub edge_image: &'a str,
-    /// Whether a HorizontalPodAutoscaler will manage the replica count (autoscaling asked for and served).
+    /// Whether an autoscaler (an HPA, or KEDA's) will manage the replica count: autoscaling asked for
+    /// and its provider served.
     pub autoscaler: bool,
+    /// Prometheus that KEDA's triggers query (the operator's --prometheus-url).
+    pub prometheus_url: Option<&'a str>,
 }
 
 impl Build<'_> {
@@ -131,6 +135,7 @@ pub(crate) mod testing {
             server_image: "ghcr.io/kubeinfer/kubeinfer-server:0.1.0",
             edge_image: "nginxinc/nginx-unprivileged:1.27-alpine",
             autoscaler: md.spec.autoscaling.is_some(),
+            prometheus_url: None,
         }
     }
 }
