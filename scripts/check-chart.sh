@@ -57,7 +57,7 @@ fi
 # name|helm flags
 renders=(
   "default|"
-  "all-features|--set replicaCount=2 --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true --set prometheusRule.additionalAlertLabels.team=ml --set metrics.serviceMonitor.labels.release=prometheus --set prometheusAdapter.rules.enabled=true --set prometheusUrl=http://prometheus-operated.monitoring:9090"
+  "all-features|--set replicaCount=2 --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true --set prometheusRule.additionalAlertLabels.team=ml --set metrics.serviceMonitor.labels.release=prometheus --set prometheusAdapter.rules.enabled=true --set prometheusUrl=http://prometheus-operated.monitoring:9090 --set allowedImages[0]=ghcr.io/kubeinfer/ --set allowedImages[1]=registry.local/nginx"
   "watch-namespace|--set watchNamespace=models --set leaderElection.enabled=true --set serviceAccount.create=false --set serviceAccount.name=operator --set image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000"
 )
 for r in "${renders[@]}"; do
@@ -128,6 +128,7 @@ bad_values=(
   "--set prometheusRule.thresholds.apiOverheadP99Seconds=-1"
   "--set image.pullPolicy=Sometimes"
   "--set prometheusUrl=prometheus:9090"
+  "--set allowedImages=ghcr.io/kubeinfer/"
   "--set prometheusAdapter.rules.enable=true"
 )
 for b in "${bad_values[@]}"; do

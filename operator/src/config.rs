@@ -47,6 +47,13 @@ pub struct Config {
     #[arg(long, env = "KUBEINFER_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(3..=300))]
     pub lease_duration_seconds: u32,
 
+    /// Images a ModelDeployment may name in spec.image and spec.edge.image, comma-separated: an entry
+    /// ending in `/` admits everything under it (`ghcr.io/kubeinfer/`), any other one repository with any
+    /// tag or digest. Empty: any image. --server-image and --edge-image are always allowed. A spec naming
+    /// another image gets Ready=False, reason ImageNotAllowed, and nothing is changed.
+    #[arg(long, env = "KUBEINFER_ALLOWED_IMAGES", value_delimiter = ',')]
+    pub allowed_images: Vec<String>,
+
     /// Prometheus that KEDA ScaledObjects query for kubeinfer's pods metrics (autoscaling.provider KEDA
     /// with a queue-time, latency-target or in-flight target), e.g. http://prometheus.monitoring:9090.
     #[arg(long, env = "KUBEINFER_PROMETHEUS_URL")]

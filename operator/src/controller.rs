@@ -37,6 +37,8 @@ pub struct Settings {
     pub retry: Duration,
     /// Prometheus that KEDA ScaledObjects query for the pods metrics.
     pub prometheus_url: Option<String>,
+    /// Images a spec may name (`allowlist.rs`); empty: any.
+    pub allowed_images: Vec<String>,
 }
 
 /// Shared by every reconcile.

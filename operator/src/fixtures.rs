@@ -57,6 +57,7 @@ pub fn test_context(capabilities: Capabilities) -> (Arc<Context>, ApiServerVerif
         resync: RESYNC,
         retry: RETRY,
         prometheus_url: None,
+        allowed_images: Vec::new(),
     };
     let ctx = Context::new(
         Client::new(service, "default"),

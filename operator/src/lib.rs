@@ -3,6 +3,7 @@
 //! ServiceMonitors.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod allowlist;
 pub mod apply;
 pub mod backoff;
 pub mod config;

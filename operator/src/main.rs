@@ -101,6 +101,12 @@ async fn main() -> anyhow::Result<()> {
         resync: Duration::from_secs(config.resync_seconds),
         retry: Duration::from_secs(config.retry_seconds),
         prometheus_url: config.prometheus_url.clone().filter(|u| !u.is_empty()),
+        allowed_images: config
+            .allowed_images
+            .iter()
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty())
+            .collect(),
     };
     let ctx = Arc::new(Context::new(client.clone(), settings, caps, metrics.clone()));
     let namespace = Some(config.watch_namespace.clone()).filter(|n| !n.is_empty());

@@ -18,6 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::allowlist;
 use crate::apply::{apply, delete_owned};
 use crate::controller::Context;
 use crate::crd::ModelDeployment;
@@ -48,11 +49,18 @@ impl Reconciler {
 
     pub async fn run(&self) -> Result<Action, Error> {
         let caps = self.ctx.capabilities();
-        let uri = match validate(&self.md.spec) {
+        let checked =
+            validate(&self.md.spec).map_err(|m| Problem::new(reason::INVALID_SPEC, m)).and_then(|uri| {
+                allowlist::check(&self.md.spec, &self.ctx.settings.allowed_images)
+                    .map(|()| uri)
+                    .map_err(|m| Problem::new(reason::IMAGE_NOT_ALLOWED, m))
+            });
+        let uri = match checked {
             Ok(uri) => uri,
-            Err(message) => {
-                // Nothing is built from a spec that makes no sense; what exists stays as it was.
-                self.finish(None, &[Problem::new(reason::INVALID_SPEC, message)], None, &[]).await?;
+            Err(problem) => {
+                // Nothing is built from a spec that makes no sense, or names an image the cluster's admin
+                // did not allow; what exists stays as it was.
+                self.finish(None, &[problem], None, &[]).await?;
                 return Ok(Action::requeue(self.ctx.settings.resync));
             }
         };

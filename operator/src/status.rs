@@ -25,6 +25,7 @@ impl Problem {
         matches!(
             self.reason,
             reason::INVALID_SPEC
+                | reason::IMAGE_NOT_ALLOWED
                 | reason::NAME_CONFLICT
                 | reason::APPLY_FAILED
                 | reason::PULL_FAILED
@@ -38,6 +39,7 @@ impl Problem {
 /// Reasons, as constants so that tests and alerts can rely on them.
 pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const IMAGE_NOT_ALLOWED: &str = "ImageNotAllowed";
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const PULL_FAILED: &str = "PullFailed";

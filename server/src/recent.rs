@@ -200,11 +200,7 @@ mod tests {
             .iter()
             .flat_map(|f| {
                 f.get_metric().iter().map(move |m| {
-                    (
-                        f.name().to_string(),
-                        m.get_label()[0].value().to_string(),
-                        m.get_gauge().get_value(),
-                    )
+                    (f.name().to_string(), m.get_label()[0].value().to_string(), m.get_gauge().get_value())
                 })
             })
             .collect();

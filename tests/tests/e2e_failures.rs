@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kubeinfer_operator::crd::ModelDeployment;
@@ -87,4 +88,45 @@ async fn a_failed_pull_and_a_failed_model_load_show_their_reasons_on_the_model_d
     let events = env.cluster.events(&ns);
     assert!(events.lines().any(|l| l == "Warning PullFailed"), "{events}");
     assert!(events.lines().any(|l| l == "Warning ModelLoadFailed"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_outside_the_allow_list_is_refused_and_the_running_deployment_is_kept() {
+    let Some(env) = Env::install() else { return };
+    let ns = env.namespace("allow-list");
+    let _operator =
+        env.operator(Some(&ns), &["--retry-seconds", "1", "--allowed-images", "ghcr.io/kubeinfer/"]);
+    let client = env.client().await;
+    let example = std::fs::read_to_string(workspace().join("manifests/examples/cpu.yaml")).unwrap();
+    let out = env.cluster.apply(&example, &["-n", &ns]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let image = |d: Deployment| d.spec.template.spec?.containers.first()?.image.clone();
+    let before = eventually("the Deployment, with the operator's own image", WAIT, || async {
+        image(deployments.get_opt("digits").await.ok().flatten()?)
+    })
+    .await;
+    assert_eq!(before, "kubeinfer-server:e2e", "--server-image needs no allow-list entry");
+
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    let patch = serde_json::json!({"spec": {"image": "docker.io/someone/miner:1"}});
+    mds.patch("digits", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let message = ready_reason(&mds, "ImageNotAllowed").await;
+    assert_eq!(
+        message,
+        "spec.image \"docker.io/someone/miner:1\" is not in the operator's --allowed-images (ghcr.io/kubeinfer/); \
+         nothing was changed"
+    );
+    let events = env.cluster.events(&ns);
+    assert!(events.lines().any(|l| l == "Warning ImageNotAllowed"), "{events}");
+    let after = image(deployments.get("digits").await.unwrap());
+    assert_eq!(after.as_deref(), Some("kubeinfer-server:e2e"), "the running pods are left as they were");
+
+    let allowed = serde_json::json!({"spec": {"image": "ghcr.io/kubeinfer/kubeinfer-server:0.2.0"}});
+    mds.patch("digits", &PatchParams::default(), &Patch::Merge(&allowed)).await.unwrap();
+    eventually("the allowed image rolled out", WAIT, || async {
+        let now = image(deployments.get("digits").await.ok()?)?;
+        (now == "ghcr.io/kubeinfer/kubeinfer-server:0.2.0").then_some(())
+    })
+    .await;
 }
