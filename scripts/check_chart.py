@@ -318,6 +318,10 @@ def cmd_examples(crd_path, files):
             # The CRD's x-kubernetes-validations (CEL) are not evaluated here; this one matters for examples.
             if "replicas" in spec and "autoscaling" in spec:
                 fail(f"{where}: set either spec.replicas or spec.autoscaling, not both")
+            model = spec.get("model") or {}
+            if (str(model.get("uri", "")).startswith(("https://", "s3://", "gs://")) and "sha256" not in model
+                    and not model.get("insecureSkipChecksum")):
+                fail(f"{where}: a downloaded model needs spec.model.sha256 or insecureSkipChecksum: true")
             if not errors:
                 print(f"ok   {where}", file=sys.stderr)
         if n == 0 and not any(d.get("kind") for d in load_docs(path)):

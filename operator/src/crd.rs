@@ -136,6 +136,7 @@ pub struct ModelDeploymentSpec {
 
 /// Where the model file comes from and the name it is served under.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!(self.uri.startsWith('https://') || self.uri.startsWith('s3://') || self.uri.startsWith('gs://')) || has(self.sha256) || (has(self.insecureSkipChecksum) && self.insecureSkipChecksum)").message("a downloaded model (https, s3, gs) needs model.sha256, or model.insecureSkipChecksum: true"))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelSource {
     /// Name in the inference URLs (/v2/models/{name}); defaults to the ModelDeployment's name.
@@ -158,6 +159,12 @@ pub struct ModelSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
+
+    /// Serve a downloaded model (https, s3, gs) without a sha256 to check it against. Off by default: a
+    /// model is code the server runs, and without a checksum whoever can change the file at its URL
+    /// changes every pod's answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_checksum: bool,
 
     /// Largest model file the download accepts (a Kubernetes quantity such as 20Gi, the default): the
     /// download volume's size limit, and the pull fails beyond it instead of filling the node's disk.

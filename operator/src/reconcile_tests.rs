@@ -20,6 +20,8 @@ use crate::resources::{Build, configmap, deployment, hpa, networkpolicy, pdb, se
 use crate::status::{self, Observed};
 use crate::validate::validate;
 
+/// The checksum a downloaded model must carry (validate.rs).
+const SHA256: &str = "c87d93c26856392e675984e545c45648e195e3e65afa0a309af41ccc78f4eb39";
 const PODS: &str = "/api/v1/namespaces/ml/pods";
 const SERVER_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/digits-server";
 const EDGE_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/digits-edge";
@@ -33,7 +35,7 @@ const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/ml/servicemonit
 /// Autoscaled between 1 and 3 replicas, with batching and a ServiceMonitor: every kind of child.
 fn autoscaled() -> ModelDeployment {
     model_deployment(json!({
-        "model": {"uri": "s3://models/digits/model.onnx"},
+        "model": {"uri": "s3://models/digits/model.onnx", "sha256": SHA256},
         "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70},
         "batching": {"maxBatchSize": 16, "maxQueueDelay": "2ms"},
         "monitoring": {"serviceMonitor": true},
@@ -212,7 +214,7 @@ async fn a_model_deployment_whose_children_and_status_are_up_to_date_writes_noth
 
 #[tokio::test]
 async fn an_invalid_spec_applies_nothing_and_says_why_in_the_status_and_a_warning() {
-    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx"},
+    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx", "sha256": SHA256},
         "replicas": 2, "autoscaling": {"minReplicas": 1, "maxReplicas": 3}}));
     let (ctx, api) = test_context(EVERYTHING);
     let server = api.run(md.clone(), |mut api| async move {
@@ -232,7 +234,7 @@ async fn an_invalid_spec_applies_nothing_and_says_why_in_the_status_and_a_warnin
 
 #[tokio::test]
 async fn autoscaling_without_autoscaling_v2_runs_the_minimum_without_an_hpa_and_warns() {
-    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx"},
+    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx", "sha256": SHA256},
         "autoscaling": {"minReplicas": 2, "maxReplicas": 4}}));
     let caps = Capabilities { autoscaling_v2: false, ..EVERYTHING };
     let (ctx, api) = test_context(caps);
@@ -267,7 +269,7 @@ async fn autoscaling_without_autoscaling_v2_runs_the_minimum_without_an_hpa_and_
 
 #[tokio::test]
 async fn a_missing_database_secret_is_read_from_the_pods_not_from_the_secret_which_the_operator_never_gets() {
-    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx"},
+    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx", "sha256": SHA256},
         "database": {"secretName": "digits-db"}}));
     let (ctx, api) = test_context(Capabilities::default());
     let server = api.run(md.clone(), |mut api| async move {
@@ -340,7 +342,7 @@ async fn an_api_error_fails_the_reconcile_which_is_retried_after_1s_then_2s() {
 
 #[tokio::test]
 async fn turning_the_edge_off_deletes_the_edge_config_the_operator_made() {
-    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx"}}));
+    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx", "sha256": SHA256}}));
     let owner = json!({"apiVersion": "kubeinfer.io/v1alpha1", "kind": "ModelDeployment", "name": "digits",
                        "uid": "6f1c2a7e-0000-4000-8000-000000000001", "controller": true});
     let edge_config = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -371,7 +373,7 @@ async fn turning_the_edge_off_deletes_the_edge_config_the_operator_made() {
 
 #[tokio::test]
 async fn an_edge_config_that_someone_else_made_is_left_alone() {
-    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx"}}));
+    let md = model_deployment(json!({"model": {"uri": "s3://models/digits/model.onnx", "sha256": SHA256}}));
     let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "digits-edge", "namespace": "ml", "uid": "e1"}});
     let (ctx, api) = test_context(Capabilities::default());

@@ -95,6 +95,14 @@ pub fn quantity_bytes(q: &str) -> Result<u64, String> {
 /// Everything wrong with `spec` that would make the built objects meaningless; the first problem found.
 pub fn validate(spec: &ModelDeploymentSpec) -> Result<ModelUri, String> {
     let uri = parse_uri(&spec.model.uri)?;
+    let downloaded = matches!(uri, ModelUri::Remote(_) | ModelUri::RemoteDirectory(_));
+    if downloaded && spec.model.sha256.is_none() && !spec.model.insecure_skip_checksum {
+        return Err(
+            "model.sha256 is required for a downloaded model (https, s3, gs): the SHA-256 of the file or \
+                    archive (`sha256sum`); set model.insecureSkipChecksum: true to serve it unchecked"
+                .into(),
+        );
+    }
     if let Some(size) = &spec.model.max_size {
         quantity_bytes(&size.0)?;
     }
@@ -199,7 +207,7 @@ mod tests {
 
     #[test]
     fn replicas_and_autoscaling_together_are_refused() {
-        let mut s = spec("s3://b/m.onnx");
+        let mut s = spec("file:///models/m.onnx");
         s.replicas = Some(2);
         s.autoscaling = Some(autoscaling(serde_json::json!({"minReplicas": 1, "maxReplicas": 3})));
         assert_eq!(validate(&s), Err("set either replicas or autoscaling, not both".into()));
@@ -207,7 +215,7 @@ mod tests {
 
     #[test]
     fn autoscaling_min_above_max_is_refused() {
-        let mut s = spec("s3://b/m.onnx");
+        let mut s = spec("file:///models/m.onnx");
         s.autoscaling = Some(autoscaling(
             serde_json::json!({"minReplicas": 5, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}),
         ));
@@ -219,6 +227,7 @@ mod tests {
             name: None,
             uri: String::new(),
             sha256: None,
+            insecure_skip_checksum: false,
             credentials_secret: None,
             max_size: None,
             version: 1,
@@ -227,7 +236,7 @@ mod tests {
 
     #[test]
     fn scaling_on_the_latency_target_needs_a_latency_target() {
-        let mut s = spec("s3://b/m.onnx");
+        let mut s = spec("file:///models/m.onnx");
         s.autoscaling = Some(autoscaling(
             serde_json::json!({"maxReplicas": 3, "targetLatencyUtilizationPercentage": 70}),
         ));
@@ -237,5 +246,25 @@ mod tests {
         );
         s.batching = Some(serde_json::from_value(serde_json::json!({"latencyTarget": "20ms"})).unwrap());
         assert!(validate(&s).is_ok());
+    }
+
+    #[test]
+    fn a_downloaded_model_needs_a_checksum_unless_the_spec_waives_it() {
+        let bare = spec("https://models.example.com/m.onnx");
+        assert_eq!(
+            validate(&bare),
+            Err("model.sha256 is required for a downloaded model (https, s3, gs): the SHA-256 of the file or \
+                 archive (`sha256sum`); set model.insecureSkipChecksum: true to serve it unchecked"
+                .into())
+        );
+        let mut waived = spec("s3://b/resnet/");
+        waived.model.insecure_skip_checksum = true;
+        assert_eq!(validate(&waived), Ok(ModelUri::RemoteDirectory("s3://b/resnet/".into())));
+        let mut checked = spec("gs://b/m.onnx");
+        checked.model.sha256 = Some("ab".repeat(32));
+        assert!(validate(&checked).is_ok());
+        for local in ["file:///models/m.onnx", "pvc://store/m.onnx"] {
+            assert!(validate(&spec(local)).is_ok(), "{local}: nothing is downloaded");
+        }
     }
 }

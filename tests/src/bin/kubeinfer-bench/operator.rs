@@ -28,7 +28,8 @@ fn manifests(count: usize) -> String {
         .map(|i| {
             format!(
                 "apiVersion: kubeinfer.io/v1alpha1\nkind: ModelDeployment\nmetadata: {{name: model-{i:03}}}\n\
-                 spec: {{model: {{uri: 's3://models/m{i}/model.onnx'}}, replicas: 1, batching: {{maxBatchSize: 32}}}}\n"
+                 spec: {{model: {{uri: 's3://models/m{i}/model.onnx', sha256: '{}'}}, replicas: 1, batching: {{maxBatchSize: 32}}}}\n",
+                "0".repeat(64)
             )
         })
         .collect::<Vec<_>>()
