@@ -67,7 +67,9 @@ pub struct ModelDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
 
-    /// CPU and memory requests and limits of the server container.
+    /// CPU and memory requests and limits of the server container. Without a memory limit it gets one:
+    /// twice model.maxSize plus 1Gi, or 2Gi without maxSize (never below the memory request), and a
+    /// 256Mi request if it asks for none. An OOM-killed server says so in the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 

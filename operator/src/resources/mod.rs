@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod edge;
 pub mod hpa;
 pub mod keda;
+pub mod limits;
 pub mod networkpolicy;
 pub mod pdb;
 pub mod pod;

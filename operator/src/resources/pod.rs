@@ -1,18 +1,16 @@
 //! The server pod's parts: the model-pull init container, the server container, volumes, probes and the
 //! restricted security settings every container runs with.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Toleration, Volume, VolumeMount,
+    PodSecurityContext, Probe, SeccompProfile, SecretEnvSource, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Build, GRPC_PORT, METRICS_PORT, SERVER_PORT, configmap, edge};
+use super::{Build, GRPC_PORT, METRICS_PORT, SERVER_PORT, configmap, edge, limits};
 use crate::validate::{DEFAULT_MAX_MODEL_SIZE, ModelUri, quantity_bytes};
 
 /// Seconds the server keeps answering after SIGTERM before it stops accepting (its --shutdown-delay).
@@ -165,17 +163,6 @@ fn env(b: &Build) -> Vec<EnvVar> {
     env
 }
 
-fn resources(b: &Build) -> Option<ResourceRequirements> {
-    let mut resources = b.md.spec.resources.clone();
-    if let Some(gpu) = &b.md.spec.gpu {
-        let r = resources.get_or_insert_with(Default::default);
-        r.limits
-            .get_or_insert_with(BTreeMap::new)
-            .insert(gpu.resource_name.clone(), Quantity(gpu.count.to_string()));
-    }
-    resources
-}
-
 pub fn server_container(b: &Build) -> Container {
     let model = match b.uri {
         ModelUri::RemoteDirectory(_) => ["--model-repository".into(), MODELS_DIR.into()],
@@ -246,7 +233,7 @@ pub fn server_container(b: &Build) -> Container {
         startup_probe: Some(http_probe("/v2/health/ready", 5, 360)),
         readiness_probe: Some(http_probe("/v2/health/ready", 5, 2)),
         liveness_probe: Some(http_probe("/v2/health/live", 10, 3)),
-        resources: resources(b),
+        resources: limits::server(b),
         volume_mounts: Some(mounts),
         security_context: Some(restricted_container()),
         ..Default::default()
