@@ -17,6 +17,7 @@ pub mod drift;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod mount_failures;
 pub mod pod_failures;
 pub mod reconcile;
 pub mod resources;

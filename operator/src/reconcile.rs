@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,12 +24,12 @@ use crate::controller::Context;
 use crate::crd::ModelDeployment;
 use crate::discovery::{Capabilities, autoscaling_problem, unavailable};
 use crate::error::Error;
-use crate::pod_failures;
 use crate::resources::{
     Build, MANAGER, configmap, deployment, hpa, keda, networkpolicy, pdb, service, servicemonitor,
 };
 use crate::status::{self, Observed, Problem, reason};
 use crate::validate::{ModelUri, validate};
+use crate::{mount_failures, pod_failures};
 
 pub struct Reconciler {
     md: Arc<ModelDeployment>,
@@ -91,7 +91,16 @@ impl Reconciler {
         if unavailable {
             // Say why the pods are not coming up, from what the pull and the server left in their status.
             let pods = self.api::<Pod>().list(&ListParams::default().labels(&b.selector_string())).await?;
-            problems.extend(pod_failures::failure(&pods.items));
+            match pod_failures::failure(&pods.items) {
+                Some(problem) => problems.push(problem),
+                // A volume the kubelet cannot mount (a missing Secret) shows only in its Events.
+                None if mount_failures::any_pending(&pods.items) => {
+                    let selector = ListParams::default().fields(mount_failures::EVENT_SELECTOR);
+                    let events = self.api::<CoreEvent>().list(&selector).await?;
+                    problems.extend(mount_failures::failure(&pods.items, &events.items));
+                }
+                None => {}
+            }
         }
         self.finish(Some(&deployment), &problems, Some(&b), &changes).await?;
         // A rollout under way is looked at again soon: pod failures change no object the operator watches.

@@ -49,6 +49,7 @@ pub mod reason {
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
     pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
+    pub const VOLUME_MOUNT_FAILED: &str = "VolumeMountFailed";
     pub const PVC_NOT_FOUND: &str = "PersistentVolumeClaimNotFound";
     pub const AUTOSCALING_UNAVAILABLE: &str = "AutoscalingUnavailable";
     pub const DISRUPTION_BUDGET_UNAVAILABLE: &str = "DisruptionBudgetUnavailable";

@@ -130,3 +130,53 @@ async fn an_image_outside_the_allow_list_is_refused_and_the_running_deployment_i
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_volume_the_kubelet_cannot_mount_is_reported_from_its_failed_mount_event() {
+    let Some(env) = Env::install() else { return };
+    let ns = env.namespace("mount");
+    let _operator = env.operator(Some(&ns), &["--retry-seconds", "1"]);
+    let client = env.client().await;
+    // Nothing else this cluster lacks (two replicas want policy/v1, a ServiceMonitor its CRD), so that
+    // the mount failure is Degraded's reason.
+    let example = std::fs::read_to_string(workspace().join("manifests/examples/cpu.yaml"))
+        .unwrap()
+        .replace("replicas: 2", "replicas: 1")
+        .replace("serviceMonitor: true", "serviceMonitor: false")
+        + "  auth:\n    apiKeysSecret:\n      name: digits-keys\n";
+    let out = env.cluster.apply(&example, &["-n", &ns]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = eventually("a pod of the Deployment", WAIT, || async {
+        let list =
+            pods.list(&ListParams::default().labels("app.kubernetes.io/instance=digits")).await.ok()?;
+        list.items.into_iter().next()?.metadata.name
+    })
+    .await;
+    let creating = serde_json::json!({"waiting": {"reason": "ContainerCreating"}});
+    set_statuses(
+        &pods,
+        serde_json::json!({"phase": "Pending",
+        "containerStatuses": [container("server", creating, serde_json::json!({}))]}),
+    )
+    .await;
+    // What the kubelet writes when the Secret of a volume does not exist.
+    let said = "MountVolume.SetUp failed for volume \"api-keys\" : secret \"digits-keys\" not found";
+    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{pod}.mount")},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": ns, "apiVersion": "v1"},
+        "reason": "FailedMount", "type": "Warning", "message": said,
+        "firstTimestamp": "2026-11-30T10:00:00Z", "lastTimestamp": "2026-11-30T10:00:00Z",
+        "source": {"component": "kubelet"}}))
+    .unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    events.create(&Default::default(), &event).await.unwrap();
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    let degraded = eventually("Degraded=True with reason SecretNotFound", WAIT, || async {
+        let md = mds.get("digits").await.ok()?;
+        let c = md.status?.conditions.into_iter().find(|c| c.type_ == "Degraded")?;
+        (c.reason == "SecretNotFound" && c.status == "True").then_some(c.message)
+    })
+    .await;
+    assert_eq!(degraded, format!("pod {pod} cannot start: {said}"));
+}
