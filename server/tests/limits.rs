@@ -151,3 +151,41 @@ async fn twenty_four_concurrent_30_mib_requests_stay_within_the_memory_budget() 
     eprintln!("statuses {statuses:?}, peak RSS {} MiB", peak >> 20);
     assert!(peak < 768 << 20, "peak RSS {} MiB", peak >> 20);
 }
+
+/// Slowloris at scale: a thousand connections trickling their headers each hold a connection slot and a
+/// little memory for at most the header timeout, and meanwhile the server answers everyone else.
+#[test]
+fn a_thousand_trickling_clients_are_all_cut_off_while_others_are_answered() {
+    const CLIENTS: usize = 1000;
+    let (server, _repo) = server(&["--header-read-timeout", "2s", "--max-connections", "4096"]);
+    let mut slow: Vec<Option<TcpStream>> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"POST /v2/models/affine/infer HTTP/1.1\r\n").unwrap();
+            s.set_nonblocking(true).unwrap();
+            Some(s)
+        })
+        .collect();
+    let mut probe = send(&server, "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+    let reply = response(&mut probe);
+    assert!(reply.starts_with("HTTP/1.1 200"), "a live probe during the attack got: {reply}");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) && slow.iter().any(Option::is_some) {
+        std::thread::sleep(Duration::from_millis(250));
+        for slot in slow.iter_mut() {
+            let Some(s) = slot else { continue };
+            let mut buf = [0u8; 64];
+            let gone = s.write_all(b"X-Slow: still-sending\r\n").is_err()
+                || matches!(s.read(&mut buf), Ok(0))
+                || matches!(s.read(&mut buf), Err(e) if e.kind() != std::io::ErrorKind::WouldBlock);
+            if gone {
+                *slot = None;
+            }
+        }
+    }
+    let open = slow.iter().filter(|s| s.is_some()).count();
+    assert_eq!(open, 0, "{open} of {CLIENTS} trickling connections were still open after 20 s");
+    let peak = server.peak_rss_bytes().unwrap();
+    eprintln!("{CLIENTS} trickling clients cut off in {:?}; peak RSS {} MiB", started.elapsed(), peak >> 20);
+    assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
+}
