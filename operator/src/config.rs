@@ -1,8 +1,11 @@
 //! Command-line configuration; every flag also reads `KUBEINFER_<FLAG>`. `--help` documents them.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+use crate::context::Settings;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -97,6 +100,23 @@ impl Config {
         std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| format!("kubeinfer-operator-{}", std::process::id()))
+    }
+
+    /// What reconciles need of the command line.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            server_image: self.server_image.clone(),
+            edge_image: self.edge_image.clone(),
+            resync: Duration::from_secs(self.resync_seconds),
+            retry: Duration::from_secs(self.retry_seconds),
+            prometheus_url: self.prometheus_url.clone().filter(|u| !u.is_empty()),
+            allowed_images: self
+                .allowed_images
+                .iter()
+                .map(|i| i.trim().to_string())
+                .filter(|i| !i.is_empty())
+                .collect(),
+        }
     }
 
     pub fn lease_namespace(&self) -> String {

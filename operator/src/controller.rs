@@ -1,9 +1,8 @@
 //! The reconcile loop: watches ModelDeployments and what they own, and for each one applies its
 //! children, deletes those no longer wanted, and writes its status.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,71 +13,16 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::backoff::{WatchBackoff, reconcile_retry};
+use crate::context::Context;
 use crate::crd::ModelDeployment;
-use crate::discovery::Capabilities;
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::kinds;
 use crate::reconcile::Reconciler;
-use crate::resources::{MANAGER, keda, servicemonitor};
-
-/// What the operator was started with that reconciles need.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub server_image: String,
-    pub edge_image: String,
-    /// How often an unchanged ModelDeployment is looked at again.
-    pub resync: Duration,
-    /// How soon a ModelDeployment with problems (missing Secret, unavailable API) is looked at again.
-    pub retry: Duration,
-    /// Prometheus that KEDA ScaledObjects query for the pods metrics.
-    pub prometheus_url: Option<String>,
-    /// Images a spec may name (`allowlist.rs`); empty: any.
-    pub allowed_images: Vec<String>,
-}
-
-/// Shared by every reconcile.
-pub struct Context {
-    /// Client for the API server.
-    pub client: Client,
-    /// Images and intervals from the command line.
-    pub settings: Settings,
-    /// Optional APIs the cluster serves, refreshed by a background task.
-    pub capabilities: Arc<RwLock<Capabilities>>,
-    /// Publishes Events about ModelDeployments.
-    pub recorder: Recorder,
-    /// Reconcile counters and durations.
-    pub metrics: Arc<Metrics>,
-    /// Consecutive failures per ModelDeployment, for exponential backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        settings: Settings,
-        capabilities: Arc<RwLock<Capabilities>>,
-        metrics: Arc<Metrics>,
-    ) -> Context {
-        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            settings,
-            capabilities,
-            metrics,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn capabilities(&self) -> Capabilities {
-        *self.capabilities.read().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::resources::MANAGER;
 
 fn key(md: &ModelDeployment) -> String {
     format!("{}/{}", md.namespace().unwrap_or_default(), md.name_any())
@@ -149,11 +93,11 @@ pub async fn run(
         }
     };
     if caps.service_monitor {
-        let ar = servicemonitor::api_resource();
+        let ar = kinds::service_monitor();
         controller = controller.owns_with(dynamic(&ar), ar, children.clone());
     }
     if caps.keda {
-        let ar = keda::api_resource();
+        let ar = kinds::scaled_object();
         controller = controller.owns_with(dynamic(&ar), ar, children.clone());
     }
     let store = controller.store();

@@ -182,7 +182,7 @@ pub struct ModelSource {
     pub credentials_secret: Option<CredentialsSecret>,
 
     /// Version number the model is served as (/v2/models/{name}/versions/{version}).
-    #[serde(default = "one")]
+    #[serde(default = "default_version")]
     #[schemars(range(min = 1))]
     pub version: i64,
 }
@@ -192,7 +192,7 @@ pub struct ModelSource {
 #[serde(rename_all = "camelCase")]
 pub struct Gpu {
     /// GPUs per pod.
-    #[serde(default = "one_i32")]
+    #[serde(default = "default_gpu_count")]
     #[schemars(range(min = 1, max = 16))]
     pub count: i32,
 
@@ -309,16 +309,18 @@ pub struct ModelDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
 
-    /// Ready, Progressing and Degraded, with reasons.
+    /// Ready, Progressing and Degraded, with reasons: a list keyed by type, so that server-side apply
+    /// merges each condition on its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
-fn one() -> i64 {
+fn default_version() -> i64 {
     1
 }
 
-fn one_i32() -> i32 {
+fn default_gpu_count() -> i32 {
     1
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct Autoscaling {
     /// Fewest server pods.
-    #[serde(default = "one")]
+    #[serde(default = "default_min_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub min_replicas: i32,
 
@@ -69,6 +69,6 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
-fn one() -> i32 {
+fn default_min_replicas() -> i32 {
     1
 }

@@ -2,11 +2,14 @@
 //! ModelDeployment asks for one that does not, its status says so instead (`unavailable`).
 
 use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use kube::Client;
 
 use crate::crd::{AutoscalingProvider, ModelDeployment};
-use crate::resources::{keda, servicemonitor};
+use crate::kinds;
+use crate::resources::keda::needs_prometheus;
 use crate::status::{Problem, reason};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,8 +34,8 @@ impl Capabilities {
         Capabilities {
             autoscaling_v2: served.contains("autoscaling/v2"),
             policy_v1: served.contains("policy/v1"),
-            service_monitor: served.contains(&servicemonitor::api_resource().api_version),
-            keda: served.contains(&keda::api_resource().api_version),
+            service_monitor: served.contains(&kinds::service_monitor().api_version),
+            keda: served.contains(&kinds::scaled_object().api_version),
         }
     }
 }
@@ -43,6 +46,28 @@ pub async fn discover(client: &Client) -> Result<Capabilities, kube::Error> {
     let served: HashSet<String> =
         groups.groups.iter().flat_map(|g| g.versions.iter().map(|v| v.group_version.clone())).collect();
     Ok(Capabilities::from_group_versions(&served))
+}
+
+/// Re-checks the optional APIs every `interval`, so a cluster that gains one (a ServiceMonitor CRD
+/// installed later, say) gets those objects from the next reconcile, without a restart. The watches
+/// are set up once, at start: changes to such objects wake reconciles only after a restart (until
+/// then the periodic resync covers them).
+pub fn spawn_refresh(client: Client, caps: Arc<RwLock<Capabilities>>, interval: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            match discover(&client).await {
+                Ok(found) => {
+                    let mut current = caps.write().unwrap_or_else(|p| p.into_inner());
+                    if *current != found {
+                        tracing::info!(?found, "served APIs changed");
+                        *current = found;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "API discovery failed; keeping what was known"),
+            }
+        }
+    });
 }
 
 /// Why `md`'s autoscaling cannot be given (its minimum then runs), or `None` when it can or is not
@@ -58,7 +83,7 @@ pub fn autoscaling_problem(md: &ModelDeployment, caps: Capabilities, prometheus:
             "spec.autoscaling.provider KEDA needs keda.sh/v1alpha1 ScaledObjects, which this cluster does not \
              serve (install KEDA); running autoscaling.minReplicas replicas"
         }
-        AutoscalingProvider::Keda if !prometheus && keda::needs_prometheus(a) => {
+        AutoscalingProvider::Keda if !prometheus && needs_prometheus(a) => {
             "spec.autoscaling.provider KEDA with a pods metric target needs the operator's --prometheus-url \
              (chart value prometheusUrl) for its queries; running autoscaling.minReplicas replicas"
         }

@@ -8,8 +8,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("cannot encode {0}: {1}")]
     Encode(&'static str, serde_json::Error),
-    #[error("leader election: {0}")]
-    Leader(String),
     /// A child's name is taken by an object that this ModelDeployment does not control; it is left alone.
     #[error(
         "{kind} {name:?} already exists and is not controlled by this ModelDeployment, so it is left untouched: \
@@ -28,7 +26,7 @@ impl Error {
             Error::Kube(_) => "kube_api",
             Error::NameConflict { .. } => "name_conflict",
             Error::Refused { .. } => "refused",
-            Error::Encode(..) | Error::Leader(_) => "other",
+            Error::Encode(..) => "other",
         }
     }
 }

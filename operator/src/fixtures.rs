@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 use tower_test::mock::{Handle, SendResponse};
 
 use crate::apply::{APPLIED_HASH, hash};
-use crate::controller::{self, Context, Settings};
+use crate::context::{Context, Settings};
+use crate::controller;
 use crate::crd::ModelDeployment;
 use crate::discovery::Capabilities;
 use crate::error::Error;

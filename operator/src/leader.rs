@@ -18,11 +18,34 @@ pub struct Elector {
     duration: Duration,
 }
 
+/// Why this replica stopped leading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadershipLost(pub String);
+
+impl std::fmt::Display for LeadershipLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Who holds the lease after a try.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
     Me,
+    /// Another replica, by its identity.
     Other(String),
+    /// Another replica won a race (a concurrent create or a 409 on the swap); who it is is read next try.
+    Raced,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Me => f.write_str("this replica"),
+            Holder::Other(identity) => f.write_str(identity),
+            Holder::Raced => f.write_str("a replica that won a concurrent write"),
+        }
+    }
 }
 
 /// Whether a lease last renewed at `renewed` for `seconds` has expired at `now`.
@@ -59,9 +82,7 @@ impl Elector {
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Holder::Me),
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    Ok(Holder::Other("(created concurrently)".into()))
-                }
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Holder::Raced),
                 Err(e) => Err(e.into()),
             };
         };
@@ -82,7 +103,7 @@ impl Elector {
         // The resourceVersion from the read makes this a compare-and-swap: 409 means someone else won.
         match self.api.replace(&self.name, &PostParams::default(), &lease).await {
             Ok(_) => Ok(Holder::Me),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Holder::Other("(conflict)".into())),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Holder::Raced),
             Err(e) => Err(e.into()),
         }
     }
@@ -96,15 +117,16 @@ impl Elector {
                     tracing::info!(lease = %self.name, identity = %self.identity, "became the leader");
                     return;
                 }
-                Ok(Holder::Other(holder)) => tracing::debug!(%holder, "standing by"),
+                Ok(holder @ (Holder::Other(_) | Holder::Raced)) => tracing::debug!(%holder, "standing by"),
                 Err(e) => tracing::warn!(error = %e, "cannot read the leader lease"),
             }
             tokio::time::sleep(retry).await;
         }
     }
 
-    /// Renews the lease until a renewal deadline passes without success; returns why leadership ended.
-    pub async fn hold(&self) -> Error {
+    /// Renews the lease until a renewal deadline passes without success; returns why leadership ended
+    /// (it never ends otherwise).
+    pub async fn hold(&self) -> LeadershipLost {
         let period = self.duration / 3;
         let deadline = self.duration * 2 / 3;
         let mut last_renewal = tokio::time::Instant::now();
@@ -121,13 +143,15 @@ impl Elector {
                     wait = period;
                     continue;
                 }
-                Ok(Ok(Holder::Other(holder))) => return Error::Leader(format!("lease taken by {holder}")),
+                Ok(Ok(holder @ (Holder::Other(_) | Holder::Raced))) => {
+                    return LeadershipLost(format!("lease taken by {holder}"));
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer from the API server within {limit:?}"),
             };
             let left = deadline.saturating_sub(last_renewal.elapsed());
             if left.is_zero() {
-                return Error::Leader(format!("could not renew the lease for {deadline:?}: {failure}"));
+                return LeadershipLost(format!("could not renew the lease for {deadline:?}: {failure}"));
             }
             // Retry well before the deadline, several times if need be: one blip must not cost the lease.
             wait = (left / 4).max(Duration::from_millis(50));

@@ -20,10 +20,11 @@ use serde::de::DeserializeOwned;
 
 use crate::allowlist;
 use crate::apply::{apply, delete_owned};
-use crate::controller::Context;
+use crate::context::Context;
 use crate::crd::ModelDeployment;
 use crate::discovery::{Capabilities, autoscaling_problem, unavailable};
 use crate::error::Error;
+use crate::kinds;
 use crate::resources::{
     Build, MANAGER, configmap, deployment, hpa, keda, networkpolicy, pdb, service, servicemonitor,
 };
@@ -163,12 +164,12 @@ impl Reconciler {
             self.apply_or_delete(&api, "PodDisruptionBudget", b.name(), pdb::pdb(b), changes).await?;
         }
         if caps.service_monitor {
-            let api = self.dynamic_api(&servicemonitor::api_resource());
+            let api = self.dynamic_api(&kinds::service_monitor());
             let monitor = servicemonitor::service_monitor(b);
             self.apply_or_delete(&api, "ServiceMonitor", b.name(), monitor, changes).await?;
         }
         if caps.keda {
-            let api = self.dynamic_api(&keda::api_resource());
+            let api = self.dynamic_api(&kinds::scaled_object());
             let scaled = keda::scaled_object(b).filter(|_| b.autoscaler);
             self.apply_or_delete(&api, "ScaledObject", b.name(), scaled, changes).await?;
         }
@@ -276,6 +277,6 @@ fn refusal(e: &Error) -> Option<Problem> {
     match e {
         Error::NameConflict { .. } => Some(Problem::new(reason::NAME_CONFLICT, e.to_string())),
         Error::Refused { .. } => Some(Problem::new(reason::APPLY_FAILED, e.to_string())),
-        Error::Kube(_) | Error::Encode(..) | Error::Leader(_) => None,
+        Error::Kube(_) | Error::Encode(..) => None,
     }
 }

@@ -75,7 +75,7 @@ pub struct Observed<'a> {
 pub fn compute(md: &ModelDeployment, observed: &Observed, now: &Time) -> ModelDeploymentStatus {
     let previous = md.status.clone().unwrap_or_default();
     let counts = counts(md, observed.deployment);
-    let make = Conditions { previous: &previous.conditions, now, generation: md.metadata.generation };
+    let conditions = Conditions { previous: &previous.conditions, now, generation: md.metadata.generation };
     let invalid = observed.problems.iter().find(|p| p.blocks_rollout());
     ModelDeploymentStatus {
         observed_generation: md.metadata.generation,
@@ -86,9 +86,9 @@ pub fn compute(md: &ModelDeployment, observed: &Observed, now: &Time) -> ModelDe
         selector: observed.selector.clone(),
         endpoint: observed.endpoint.clone(),
         conditions: vec![
-            ready(&make, invalid, observed.deployment, &counts),
-            progressing(&make, invalid, observed.deployment, &counts),
-            degraded(&make, observed.problems),
+            ready(&conditions, invalid, observed.deployment, &counts),
+            progressing(&conditions, invalid, observed.deployment, &counts),
+            degraded(&conditions, observed.problems),
         ],
     }
 }
@@ -102,7 +102,7 @@ struct Conditions<'a> {
 }
 
 impl Conditions<'_> {
-    fn make(&self, type_: &str, status: bool, reason: &str, message: String) -> Condition {
+    fn condition(&self, type_: &str, status: bool, reason: &str, message: String) -> Condition {
         let status = if status { "True" } else { "False" };
         let since = self
             .previous
@@ -122,31 +122,40 @@ impl Conditions<'_> {
 }
 
 fn ready(
-    make: &Conditions,
+    conditions: &Conditions,
     invalid: Option<&Problem>,
     deployment: Option<&Deployment>,
     c: &Counts,
 ) -> Condition {
     let (ready, desired) = (c.ready, c.desired);
     match (invalid, deployment) {
-        (Some(p), _) => make.make("Ready", false, p.reason, p.message.clone()),
-        (None, None) => {
-            make.make("Ready", false, reason::DEPLOYMENT_MISSING, "the Deployment does not exist yet".into())
-        }
+        (Some(p), _) => conditions.condition("Ready", false, p.reason, p.message.clone()),
+        (None, None) => conditions.condition(
+            "Ready",
+            false,
+            reason::DEPLOYMENT_MISSING,
+            "the Deployment does not exist yet".into(),
+        ),
         (None, Some(_)) if desired == 0 => {
-            make.make("Ready", false, reason::SCALED_TO_ZERO, "replicas is 0".into())
+            conditions.condition("Ready", false, reason::SCALED_TO_ZERO, "replicas is 0".into())
         }
-        (None, Some(_)) if ready >= desired && c.updated >= desired => {
-            make.make("Ready", true, reason::ALL_REPLICAS_READY, format!("{ready}/{desired} replicas ready"))
-        }
-        (None, Some(_)) => {
-            make.make("Ready", false, reason::REPLICAS_NOT_READY, format!("{ready}/{desired} replicas ready"))
-        }
+        (None, Some(_)) if ready >= desired && c.updated >= desired => conditions.condition(
+            "Ready",
+            true,
+            reason::ALL_REPLICAS_READY,
+            format!("{ready}/{desired} replicas ready"),
+        ),
+        (None, Some(_)) => conditions.condition(
+            "Ready",
+            false,
+            reason::REPLICAS_NOT_READY,
+            format!("{ready}/{desired} replicas ready"),
+        ),
     }
 }
 
 fn progressing(
-    make: &Conditions,
+    conditions: &Conditions,
     invalid: Option<&Problem>,
     deployment: Option<&Deployment>,
     c: &Counts,
@@ -154,32 +163,40 @@ fn progressing(
     let rolling = deployment.is_some()
         && (c.updated < c.desired || c.replicas > c.desired || !deployment_observed(deployment));
     match (deployment, invalid) {
-        (None, Some(p)) => {
-            make.make("Progressing", false, p.reason, format!("nothing is rolled out: {}", p.message))
-        }
-        (None, None) => make.make(
+        (None, Some(p)) => conditions.condition(
+            "Progressing",
+            false,
+            p.reason,
+            format!("nothing is rolled out: {}", p.message),
+        ),
+        (None, None) => conditions.condition(
             "Progressing",
             false,
             reason::DEPLOYMENT_MISSING,
             "the Deployment does not exist yet".into(),
         ),
-        _ if rolling => make.make(
+        _ if rolling => conditions.condition(
             "Progressing",
             true,
             reason::ROLLING_OUT,
             format!("{}/{} replicas updated", c.updated, c.desired),
         ),
-        _ => make.make("Progressing", false, reason::ROLLED_OUT, "the Deployment is up to date".into()),
+        _ => conditions.condition(
+            "Progressing",
+            false,
+            reason::ROLLED_OUT,
+            "the Deployment is up to date".into(),
+        ),
     }
 }
 
-fn degraded(make: &Conditions, problems: &[Problem]) -> Condition {
+fn degraded(conditions: &Conditions, problems: &[Problem]) -> Condition {
     match problems.first() {
         Some(first) => {
             let message = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
-            make.make("Degraded", true, first.reason, message)
+            conditions.condition("Degraded", true, first.reason, message)
         }
-        None => make.make("Degraded", false, reason::AS_EXPECTED, "no problems found".into()),
+        None => conditions.condition("Degraded", false, reason::AS_EXPECTED, "no problems found".into()),
     }
 }
 

@@ -148,7 +148,7 @@ async fn keda_scales_the_model_once_the_cluster_serves_it_and_its_scaled_object_
     assert_eq!(replicas, 1, "without KEDA the minimum runs");
 
     install_keda(env);
-    let ar = keda::api_resource();
+    let ar = kubeinfer_operator::kinds::scaled_object();
     let scaled: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
     let object =
         eventually("the ScaledObject", WAIT, || async { scaled.get_opt("digits-keda").await.ok().flatten() })

@@ -2,19 +2,13 @@
 //! HorizontalPodAutoscaler itself; the pods metrics reach it as Prometheus queries, so no metrics
 //! adapter is needed.
 
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
 use super::Build;
 use super::hpa::{Signal, signals};
 use crate::crd::{Autoscaling, AutoscalingProvider};
-
-pub fn api_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
-        "scaledobjects",
-    )
-}
+use crate::kinds;
 
 /// Whether any of `a`'s signals is a Prometheus query (everything but CPU), which needs
 /// `--prometheus-url`.
@@ -70,7 +64,7 @@ pub fn scaled_object(b: &Build) -> Option<DynamicObject> {
     if let Some(behavior) = &a.behavior {
         spec["advanced"] = json!({"horizontalPodAutoscalerConfig": {"behavior": behavior}});
     }
-    let mut obj = DynamicObject::new(&b.name(), &api_resource()).data(json!({"spec": spec}));
+    let mut obj = DynamicObject::new(&b.name(), &kinds::scaled_object()).data(json!({"spec": spec}));
     obj.metadata = b.metadata(b.name());
     Some(obj)
 }

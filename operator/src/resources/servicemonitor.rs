@@ -1,16 +1,10 @@
 //! The Prometheus Operator ServiceMonitor (monitoring.coreos.com/v1), a CRD: built as a dynamic object.
 
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::DynamicObject;
 use serde_json::json;
 
 use super::Build;
-
-pub fn api_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
-        "servicemonitors",
-    )
-}
+use crate::kinds;
 
 pub fn service_monitor(b: &Build) -> Option<DynamicObject> {
     let monitoring = b.md.spec.monitoring.as_ref().filter(|m| m.service_monitor)?;
@@ -18,7 +12,7 @@ pub fn service_monitor(b: &Build) -> Option<DynamicObject> {
     if let Some(interval) = &monitoring.interval {
         endpoint["interval"] = json!(interval);
     }
-    let mut obj = DynamicObject::new(&b.name(), &api_resource()).data(json!({
+    let mut obj = DynamicObject::new(&b.name(), &kinds::service_monitor()).data(json!({
         "spec": {
             "selector": {"matchLabels": b.selector_labels()},
             "endpoints": [endpoint],
