@@ -26,5 +26,6 @@ pub mod shutdown;
 pub mod state;
 pub mod stats;
 pub mod termination;
+pub mod units;
 
 pub use error::Error;

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use ort::environment::Environment;
 
-use crate::config::Device;
 use crate::error::Error;
 use crate::metrics::{Metrics, ModelMetrics};
 use crate::model::Runner;
+use crate::model::device::Device;
 use crate::model::layout::ModelDir;
 use crate::model::session::{OnnxSession, SessionOptions};
 use crate::model::settings::{ModelSettings, Overrides};

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use ort::environment::Environment;
 
 use crate::batch::{BatchConfig, Batcher, Limits};
-use crate::config::{Device, ModelFile};
 use crate::error::Error;
 use crate::load;
 use crate::metrics::{Metrics, ModelMetrics, Protocol};
 use crate::model::Runner;
+use crate::model::device::Device;
 use crate::model::layout;
+use crate::model::layout::ModelFile;
 use crate::model::settings::ModelSettings;
 use crate::model::signature::Signature;
 use crate::model::triton::TritonConfig;

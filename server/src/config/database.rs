@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::parse_duration;
+use crate::units::parse_duration;
 
 /// The prediction log (Postgres). Off when DATABASE_URL is unset.
 #[derive(Debug, Clone, Args)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_duration;
+use crate::units::parse_duration;
 
 /// What a caller must present, and what one connection or request may take: the flags that make a
 /// server safe to expose.

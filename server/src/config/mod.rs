@@ -3,12 +3,14 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::device::Device;
+use crate::model::layout::ModelFile;
 use crate::model::settings::ModelSettings;
+use crate::units::parse_duration;
 
 mod database;
 mod exposure;
@@ -265,14 +267,6 @@ impl BatchingArgs {
     }
 }
 
-/// A `--model NAME:VERSION=PATH` argument.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelFile {
-    pub name: String,
-    pub version: u64,
-    pub path: PathBuf,
-}
-
 pub fn parse_model_file(s: &str) -> Result<ModelFile, String> {
     let bad = || format!("{s:?} is not NAME:VERSION=PATH, e.g. digits:1=/models/digits.onnx");
     let (id, path) = s.split_once('=').ok_or_else(bad)?;
@@ -284,64 +278,9 @@ pub fn parse_model_file(s: &str) -> Result<ModelFile, String> {
     Ok(ModelFile { name: name.to_string(), version, path: PathBuf::from(path) })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
-    Cpu,
-    Cuda(i32),
-}
-
-impl FromStr for Device {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse::<i32>().ok())
-                .filter(|n| *n >= 0)
-                .map(Device::Cuda)
-                .ok_or_else(|| format!("{s:?} is not a device; use cpu, cuda or cuda:N")),
-        }
-    }
-}
-
-/// Parses `250us`, `5ms`, `1.5s` or `2m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration; use a number with us, ms, s, m, h or d, e.g. 5ms");
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "us" | "µs" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86400.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        assert_eq!(parse_duration("5ms"), Ok(Duration::from_millis(5)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("ms").is_err());
-        assert!(parse_duration("5 hours").is_err());
-    }
 
     #[test]
     fn model_files_name_a_version_and_a_path() {
@@ -352,14 +291,6 @@ mod tests {
         assert!(parse_model_file("digits=/mnt/m.onnx").is_err());
         assert!(parse_model_file("digits:x=/mnt/m.onnx").is_err());
         assert!(parse_model_file("a/b:1=/m.onnx").is_err());
-    }
-
-    #[test]
-    fn devices_parse_with_an_optional_index() {
-        assert_eq!("cpu".parse(), Ok(Device::Cpu));
-        assert_eq!("cuda".parse(), Ok(Device::Cuda(0)));
-        assert_eq!("cuda:1".parse(), Ok(Device::Cuda(1)));
-        assert_eq!("gpu".parse::<Device>(), Err("\"gpu\" is not a device; use cpu, cuda or cuda:N".into()));
     }
 
     #[test]

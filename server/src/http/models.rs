@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::openapi::{NOT_FOUND, UNKNOWN_MODEL};
 use super::{SharedState, schemas};
-use crate::config::Device;
 use crate::error::Error;
+use crate::model::device::Device;
 use crate::model::signature::TensorSpec;
 use crate::model::triton::report;
 use crate::registry::{Registry, ServedModel};

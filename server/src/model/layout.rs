@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 use crate::model::triton::{self, TritonConfig};
 
+/// A `--model NAME:VERSION=PATH` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFile {
+    pub name: String,
+    pub version: u64,
+    pub path: PathBuf,
+}
+
 /// One model directory: its name, every version served (ascending), and its config files and warm-up
 /// sample if present.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,10 +96,7 @@ fn scan_model(dir: &Path, name: String) -> Result<ModelDir, Error> {
 }
 
 /// Adds `--model NAME:VERSION=PATH` files to what a repository scan found; a name may not be both.
-pub fn with_files(
-    mut models: Vec<ModelDir>,
-    files: &[crate::config::ModelFile],
-) -> Result<Vec<ModelDir>, Error> {
+pub fn with_files(mut models: Vec<ModelDir>, files: &[ModelFile]) -> Result<Vec<ModelDir>, Error> {
     for f in files {
         if !f.path.is_file() {
             return Err(Error::Layout {

@@ -1,5 +1,6 @@
 //! Models: the repository layout, per-model settings, signatures and ONNX Runtime sessions.
 
+pub mod device;
 pub mod layout;
 pub mod runtime;
 pub mod session;

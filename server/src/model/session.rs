@@ -10,8 +10,8 @@ use ort::value::{DynValue, Outlet, Tensor as OrtTensor, TensorElementType, Value
 
 use super::signature::{Signature, TensorSpec};
 use super::{RunError, Runner};
-use crate::config::Device;
 use crate::error::Error;
+use crate::model::device::Device;
 use crate::protocol::{DataType, Tensor, TensorData};
 
 /// A loaded model: the ONNX Runtime session and the signature read from it.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::parse_duration;
 use crate::error::Error;
+use crate::units::parse_duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSettings {

@@ -7,7 +7,7 @@ use super::proto::model_instance_group::Kind;
 use super::proto::model_queue_policy::TimeoutAction;
 use super::proto::model_version_policy::PolicyChoice;
 use super::proto::{ModelConfig, ModelDynamicBatching, ModelInstanceGroup};
-use crate::config::Device;
+use crate::model::device::Device;
 use crate::model::settings::Overrides;
 
 /// The model file Triton looks for in each version directory when `default_model_filename` is unset.

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kubeinfer_server::config::Device;
 use kubeinfer_server::model::Runner;
+use kubeinfer_server::model::device::Device;
 use kubeinfer_server::model::session::{OnnxSession, SessionOptions};
 use kubeinfer_server::protocol::{Tensor, TensorData};
 use ort::environment::Environment;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Args as ClapArgs;
 use hyper_util::rt::TokioIo;
-use kubeinfer_server::config::parse_duration;
+use kubeinfer_server::units::parse_duration;
 use kubeinfer_tests::process::ServerProcess;
 use tokio::net::TcpStream;
 

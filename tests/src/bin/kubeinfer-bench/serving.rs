@@ -10,8 +10,9 @@ use crate::ceiling;
 use crate::load::{self, Prepared};
 use bytes::Bytes;
 use clap::Args as ClapArgs;
-use kubeinfer_server::config::{Device, parse_duration};
+use kubeinfer_server::model::device::Device;
 use kubeinfer_server::model::runtime;
+use kubeinfer_server::units::parse_duration;
 use kubeinfer_tests::process::ServerProcess;
 
 #[derive(Debug, ClapArgs)]
