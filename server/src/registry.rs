@@ -21,7 +21,7 @@ use crate::model::signature::Signature;
 use crate::model::triton::TritonConfig;
 use crate::outcome::Outcome;
 use crate::protocol::{InferRequest, OutputToSend};
-use crate::stats::ModelStats;
+use crate::stats::TritonStats;
 
 /// What a model version is: where it came from, its signature and how it is served.
 #[derive(Debug, Clone)]
@@ -43,14 +43,14 @@ pub struct ServedModel {
     /// missing batch dimension) or batching is off. Separate requests share a batch only with
     /// `dynamic_batching` on.
     pub max_rows: usize,
-    pub stats: Arc<ModelStats>,
+    pub stats: Arc<TritonStats>,
     pub metrics: ModelMetrics,
     batcher: Batcher,
 }
 
 /// The result of one inference, ready to encode.
 #[derive(Debug)]
-pub struct InferOutcome {
+pub struct Inferred {
     pub outputs: Vec<OutputToSend>,
     pub queue_time: Duration,
     pub compute_time: Duration,
@@ -65,7 +65,7 @@ impl ServedModel {
         metrics: ModelMetrics,
     ) -> Result<ServedModel, Error> {
         let max_rows = if batches(&info)? { info.settings.max_batch_size } else { 0 };
-        let stats = Arc::new(ModelStats::default());
+        let stats = Arc::new(TritonStats::default());
         let settings = &info.settings;
         let stacked = if settings.dynamic_batching { max_rows } else { 0 };
         let config = BatchConfig {
@@ -90,7 +90,7 @@ impl ServedModel {
         &self,
         protocol: Protocol,
         started: Instant,
-        work: impl Future<Output = Result<(T, InferOutcome), Error>>,
+        work: impl Future<Output = Result<(T, Inferred), Error>>,
     ) -> Result<T, Error> {
         let observation = self.metrics.over(protocol).start(started);
         let result = work.await;
@@ -110,7 +110,7 @@ impl ServedModel {
 
     /// Validates `req`, queues it and waits for its outputs. The caller counts the outcome, once and
     /// with its protocol (`metrics::Observation`); the stats extension is kept here.
-    pub async fn infer(&self, mut req: InferRequest) -> Result<InferOutcome, Error> {
+    pub async fn infer(&self, mut req: InferRequest) -> Result<Inferred, Error> {
         let started = Instant::now();
         let checked = match self.info.signature.check(&self.info.name, &mut req, self.max_rows) {
             Ok(c) => c,
@@ -149,7 +149,7 @@ impl ServedModel {
                 Some(OutputToSend { tensor, binary: binary.unwrap_or(req.binary_output) })
             })
             .collect();
-        Ok(InferOutcome {
+        Ok(Inferred {
             outputs,
             queue_time: done.queue_time,
             compute_time: done.compute_time,
@@ -178,11 +178,11 @@ pub struct ModelVersions {
 }
 
 #[derive(Default)]
-pub struct Registry {
+pub struct ModelRegistry {
     models: BTreeMap<String, ModelVersions>,
 }
 
-impl Registry {
+impl ModelRegistry {
     /// Loads every model in `repo` and every `files` entry. Blocking: ONNX Runtime builds and warms up
     /// each session here.
     pub fn load(
@@ -192,8 +192,8 @@ impl Registry {
         env: &Environment,
         device: Device,
         metrics: &Metrics,
-    ) -> Result<Registry, Error> {
-        let mut registry = Registry::default();
+    ) -> Result<ModelRegistry, Error> {
+        let mut registry = ModelRegistry::default();
         let scanned = match repo {
             Some(r) => layout::scan(r)?,
             None => Vec::new(),

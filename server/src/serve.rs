@@ -20,7 +20,7 @@ use crate::listener::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::model::runtime::{self, ORT_VERSION};
 use crate::model::settings::ModelSettings;
-use crate::registry::Registry;
+use crate::registry::ModelRegistry;
 use crate::state::AppState;
 use crate::{grpc, http, shutdown};
 
@@ -142,10 +142,10 @@ async fn load_models(
     defaults: ModelSettings,
     env: Environment,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<Registry>, Error> {
+) -> Result<Arc<ModelRegistry>, Error> {
     let (repo, files, device, metrics) =
         (args.model_repository.clone(), args.model.clone(), args.device, metrics.clone());
-    let load = move || Registry::load(repo.as_deref(), &files, &defaults, &env, device, &metrics);
+    let load = move || ModelRegistry::load(repo.as_deref(), &files, &defaults, &env, device, &metrics);
     match tokio::task::spawn_blocking(load).await {
         Ok(loaded) => loaded.map(Arc::new),
         Err(join) => Err(Error::ModelLoad {
@@ -196,7 +196,7 @@ const INSTANCE_STOP: Duration = Duration::from_secs(5);
 /// get `INSTANCE_STOP` at most: a batch stuck in a huge model must not hold the log's last rows back
 /// (main's runtime shutdown then abandons them). Worst case from SIGTERM: shutdown delay + drain
 /// timeout + 5 s + the log's shutdown grace (5 + 30 + 5 + 10 s by default, within the pod's 60 s).
-async fn stop(registry: Arc<Registry>, predictions: Option<Arc<PredictionLog>>) {
+async fn stop(registry: Arc<ModelRegistry>, predictions: Option<Arc<PredictionLog>>) {
     let stopping = tokio::task::spawn_blocking(move || registry.shutdown());
     if tokio::time::timeout(INSTANCE_STOP, stopping).await.is_err() {
         tracing::warn!("model instances still busy after {INSTANCE_STOP:?}; exiting without them");

@@ -9,10 +9,10 @@ use crate::db::PredictionLog;
 use crate::error::Error;
 use crate::http::limits::RequestLimits;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::ModelRegistry;
 
 pub struct AppState {
-    registry: OnceLock<Arc<Registry>>,
+    registry: OnceLock<Arc<ModelRegistry>>,
     pub metrics: Arc<Metrics>,
     /// The prediction log, when DATABASE_URL is set.
     pub predictions: Option<Arc<PredictionLog>>,
@@ -51,14 +51,14 @@ impl AppState {
     }
 
     /// Publishes the loaded models; from now on the server is ready (until shutdown begins).
-    pub fn set_registry(&self, registry: Arc<Registry>) {
+    pub fn set_registry(&self, registry: Arc<ModelRegistry>) {
         if self.registry.set(registry).is_err() {
             tracing::warn!("models were already loaded; keeping the first set");
         }
     }
 
     /// The models, or 503 while they are still loading.
-    pub fn registry(&self) -> Result<&Arc<Registry>, Error> {
+    pub fn registry(&self) -> Result<&Arc<ModelRegistry>, Error> {
         self.registry.get().ok_or(Error::Loading)
     }
 

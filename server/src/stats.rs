@@ -42,7 +42,7 @@ pub struct BatchStats {
 
 /// One entry of Triton's `model_stats` array.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct ModelStatsJson {
+pub struct TritonStatsJson {
     pub name: String,
     pub version: String,
     /// Milliseconds since the epoch of the last completed inference; 0 before the first.
@@ -75,11 +75,11 @@ pub struct BatchTimes {
 }
 
 #[derive(Debug, Default)]
-pub struct ModelStats {
+pub struct TritonStats {
     inner: Mutex<Inner>,
 }
 
-impl ModelStats {
+impl TritonStats {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -115,9 +115,9 @@ impl ModelStats {
         }
     }
 
-    pub fn snapshot(&self, name: &str, version: u64) -> ModelStatsJson {
+    pub fn snapshot(&self, name: &str, version: u64) -> TritonStatsJson {
         let s = self.lock();
-        ModelStatsJson {
+        TritonStatsJson {
             name: name.to_string(),
             version: version.to_string(),
             last_inference: s.last_inference,
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_batch_counts_once_per_execution_and_once_per_request_in_the_totals() {
-        let stats = ModelStats::default();
+        let stats = TritonStats::default();
         let ms = Duration::from_millis(1);
         stats.record_batch(BatchTimes { rows: 4, requests: 3, input: ms, infer: 2 * ms, output: ms });
         stats.record_request(true, 5 * ms, ms);
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn failures_are_counted_apart() {
-        let stats = ModelStats::default();
+        let stats = TritonStats::default();
         stats.record_request(false, Duration::from_micros(3), Duration::ZERO);
         let s = stats.snapshot("m", 2);
         assert_eq!(s.inference_stats.fail, StatDuration { count: 1, ns: 3_000 });

@@ -22,9 +22,9 @@ use crate::error::Error;
 use crate::metrics::ModelMetrics;
 use crate::model::Runner;
 use crate::protocol::Tensor;
-use crate::stats::ModelStats;
+use crate::stats::TritonStats;
 pub use policy::Limits;
-pub use queue::Done;
+pub use queue::BatchReply;
 use queue::{Admission, CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
 use worker::Worker;
 
@@ -59,7 +59,7 @@ impl Batcher {
         runners: Vec<Box<dyn Runner>>,
         config: BatchConfig,
         metrics: &ModelMetrics,
-        stats: Arc<ModelStats>,
+        stats: Arc<TritonStats>,
     ) -> Result<Batcher, std::io::Error> {
         let BatchConfig { limits, capacity, idle_spin } = config;
         let admission =
@@ -115,7 +115,7 @@ impl Batcher {
         rows: usize,
         alone: bool,
         timeout: Duration,
-    ) -> Result<Done, Error> {
+    ) -> Result<BatchReply, Error> {
         let enqueued = Instant::now();
         let (reply, mut rx) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));

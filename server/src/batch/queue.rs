@@ -22,7 +22,7 @@ pub const CANCELLED: u8 = 2;
 
 /// What the instance thread sends back for one request.
 #[derive(Debug)]
-pub struct Done {
+pub struct BatchReply {
     /// Every output of the model, in signature order, holding only this request's rows.
     pub outputs: Vec<Tensor>,
     pub queue_time: Duration,
@@ -47,7 +47,7 @@ pub enum Failure {
     },
 }
 
-pub type Reply = Result<Done, Failure>;
+pub type Reply = Result<BatchReply, Failure>;
 
 pub struct Entry {
     /// Inputs in the model's signature order.

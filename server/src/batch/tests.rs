@@ -59,7 +59,7 @@ fn targeted(instances: usize, max_rows: usize, capacity: usize, target: Option<D
         runners,
         BatchConfig { limits, capacity, idle_spin: Duration::ZERO },
         &metrics,
-        Arc::new(ModelStats::default()),
+        Arc::new(TritonStats::default()),
     )
     .unwrap();
     Harness { batcher: Arc::new(batcher), metrics, started, gate }
@@ -70,7 +70,11 @@ fn x(values: &[f32]) -> Vec<Tensor> {
 }
 
 impl Harness {
-    fn submit(&self, values: &[f32], timeout: Duration) -> tokio::task::JoinHandle<Result<Done, Error>> {
+    fn submit(
+        &self,
+        values: &[f32],
+        timeout: Duration,
+    ) -> tokio::task::JoinHandle<Result<BatchReply, Error>> {
         let batcher = self.batcher.clone();
         let inputs = x(values);
         let rows = values.len();
@@ -98,7 +102,7 @@ impl Harness {
     }
 }
 
-fn y(done: &Done) -> Vec<f32> {
+fn y(done: &BatchReply) -> Vec<f32> {
     match &done.outputs[0].data {
         TensorData::Fp32(v) => v.clone(),
         other => panic!("unexpected output {other:?}"),
@@ -231,7 +235,7 @@ async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
     let limits = Limits { max_rows: 8, max_delay: Duration::ZERO, preferred: vec![], target: None };
     let runners: Vec<Box<dyn Runner>> = vec![Box::new(Panicky { calls: 0 })];
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50) };
-    let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(ModelStats::default())).unwrap();
+    let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(TritonStats::default())).unwrap();
     let first = batcher.submit(x(&[1.0]), 1, false, LONG).await;
     assert!(
         matches!(&first, Err(Error::Inference { reason, .. }) if reason == "the model runner panicked"),
@@ -262,7 +266,7 @@ async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy()
         Limits { max_rows: 8, max_delay: Duration::from_millis(200), preferred: vec![], target: None };
     let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::ZERO };
     let batcher = Arc::new(
-        Batcher::start("m", vec![Box::new(Lying)], config, &metrics, Arc::new(ModelStats::default()))
+        Batcher::start("m", vec![Box::new(Lying)], config, &metrics, Arc::new(TritonStats::default()))
             .unwrap(),
     );
     assert!(batcher.healthy());

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::policy::Limits;
-use super::queue::{Done, Entry, Failure, Queue};
+use super::queue::{BatchReply, Entry, Failure, Queue};
 use crate::metrics::ModelMetrics;
 use crate::model::{RunError, Runner};
 use crate::protocol::Tensor;
 use crate::protocol::tensor::{concat_rows, split_rows};
-use crate::stats::{BatchTimes, ModelStats};
+use crate::stats::{BatchTimes, TritonStats};
 
 pub struct Worker {
     pub queue: Queue,
@@ -20,7 +20,7 @@ pub struct Worker {
     pub runner: Box<dyn Runner>,
     pub limits: Limits,
     pub metrics: ModelMetrics,
-    pub stats: Arc<ModelStats>,
+    pub stats: Arc<TritonStats>,
 }
 
 impl Worker {
@@ -64,7 +64,7 @@ impl Worker {
         match result {
             Ok(per_request) => {
                 for ((reply, queue_time), outputs) in waiting.into_iter().zip(per_request) {
-                    let _ = reply.send(Ok(Done {
+                    let _ = reply.send(Ok(BatchReply {
                         outputs,
                         queue_time,
                         compute_time: compute,

@@ -63,7 +63,7 @@ pub struct PredictionLog {
     pub payloads: PayloadMode,
     pub payload_max_bytes: usize,
     pub stats_cache: TtlCache<queries::ModelWindow>,
-    pub models_cache: TtlCache<Vec<queries::ModelStats>>,
+    pub models_cache: TtlCache<Vec<queries::ModelAggregates>>,
     query_duration: HistogramVec,
     deadline: Duration,
     shutdown_grace: Duration,

@@ -317,7 +317,7 @@ pub struct ModelWindow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
-pub struct ModelStats {
+pub struct ModelAggregates {
     pub model: String,
     #[sqlx(flatten)]
     #[serde(flatten)]
@@ -331,7 +331,10 @@ pub const ALL_MODELS_STATS: &str = concat!(
 );
 
 /// Every model's stats in one query.
-pub async fn all_models_stats(pool: &PgPool, window_seconds: f64) -> Result<Vec<ModelStats>, sqlx::Error> {
+pub async fn all_models_stats(
+    pool: &PgPool,
+    window_seconds: f64,
+) -> Result<Vec<ModelAggregates>, sqlx::Error> {
     sqlx::query_as(ALL_MODELS_STATS).bind(window_start(window_seconds)).fetch_all(pool).await
 }
 

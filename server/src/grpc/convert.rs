@@ -6,7 +6,7 @@ use prost_reflect::DynamicMessage;
 
 use crate::error::Error;
 use crate::proto::{InferBatchStatistics, InferStatistics, ModelConfig, ModelStatistics, StatisticDuration};
-use crate::stats::{ModelStatsJson, StatDuration};
+use crate::stats::{StatDuration, TritonStatsJson};
 
 /// `/v2/models/{m}/config`'s JSON as the ModelConfig message (protobuf's JSON mapping reads Triton's
 /// field and enum names as they are).
@@ -22,7 +22,7 @@ fn duration(d: &StatDuration) -> Option<StatisticDuration> {
     Some(StatisticDuration { count: d.count, ns: d.ns })
 }
 
-pub fn statistics(s: &ModelStatsJson) -> ModelStatistics {
+pub fn statistics(s: &TritonStatsJson) -> ModelStatistics {
     let i = &s.inference_stats;
     ModelStatistics {
         name: s.name.clone(),

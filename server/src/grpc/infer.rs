@@ -10,10 +10,10 @@ use super::codec;
 use crate::config::PayloadMode;
 use crate::error::Error;
 use crate::http::SharedState;
-use crate::http::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
+use crate::http::log_row::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use crate::metrics::Protocol;
 use crate::proto::{ModelInferRequest, ModelInferResponse};
-use crate::registry::{InferOutcome, ServedModel};
+use crate::registry::{Inferred, ServedModel};
 
 /// Answers `request` for `model` (already authorized), counting it once whatever ends it.
 pub async fn infer(
@@ -33,7 +33,7 @@ async fn admit_and_answer(
     model: &ServedModel,
     request: tonic::Request<ModelInferRequest>,
     started: Instant,
-) -> Result<(ModelInferResponse, InferOutcome), Error> {
+) -> Result<(ModelInferResponse, Inferred), Error> {
     model.admit_early()?;
     let _slot = state.limits.slot()?;
     let _charged = state.limits.charge(2 * request.get_ref().encoded_len())?;
@@ -56,7 +56,7 @@ async fn admit_and_answer(
             request_id,
             started,
         };
-        log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
+        log.record(log_row::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
     result.map(|(response, outcome, _)| (response, outcome))
 }
@@ -69,14 +69,14 @@ async fn answer(
     message: ModelInferRequest,
     keep: bool,
     request_id: &mut Option<String>,
-) -> Result<(ModelInferResponse, InferOutcome, Answer), Error> {
+) -> Result<(ModelInferResponse, Inferred, Answer), Error> {
     // Unlike a REST body, the message has its id even when its tensors cannot be decoded.
     *request_id = Some(message.id.clone()).filter(|id| !id.is_empty());
     let decoded = codec::request(message).map_err(Error::BadRequest)?;
     let id = decoded.id.clone();
     let mut outcome = state.limits.within_handler_timeout(model.infer(decoded)).await??;
     let outputs = std::mem::take(&mut outcome.outputs);
-    let predicted = prediction_log::classify(&outputs);
+    let predicted = log_row::classify(&outputs);
     let response = codec::response(&model.info.name, model.info.version, id, outputs);
     let body = if keep { Bytes::from(response.encode_to_vec()) } else { Bytes::new() };
     Ok((response, outcome, Answer { body, encoding: Encoding::Protobuf, predicted }))

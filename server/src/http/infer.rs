@@ -9,15 +9,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
 
+use super::log_row::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use super::models::ModelPath;
 use super::openapi::{NOT_FOUND, UNKNOWN_MODEL};
-use super::prediction_log::{self, Answer, CLIENT_ID, Encoding, LogEntry};
 use super::{SharedState, schemas};
 use crate::error::Error;
 use crate::metrics::Protocol;
 use crate::protocol::binary::HEADER_LENGTH;
 use crate::protocol::{decode_request, encode_response};
-use crate::registry::{InferOutcome, ServedModel};
+use crate::registry::{Inferred, ServedModel};
 
 /// The body limit is `body::read`'s (`--max-body-bytes`), which answers 413 without cutting the client off.
 pub fn router() -> Router<SharedState> {
@@ -66,7 +66,7 @@ async fn read_and_answer(
     headers: &HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<(Response, InferOutcome), Error> {
+) -> Result<(Response, Inferred), Error> {
     model.admit_early()?;
     let charged = super::body::read(body, headers, state.max_body_bytes, &state.limits).await?;
     let body = &charged.bytes;
@@ -86,7 +86,7 @@ async fn read_and_answer(
             request_id,
             started,
         };
-        log.record(prediction_log::row(entry, &result, log.payloads, log.payload_max_bytes));
+        log.record(log_row::row(entry, &result, log.payloads, log.payload_max_bytes));
     }
     result.map(|(response, outcome, _)| (response, outcome))
 }
@@ -116,7 +116,7 @@ async fn answer(
     headers: &HeaderMap,
     body: &Bytes,
     request_id: &mut Option<String>,
-) -> Result<(Response, InferOutcome, Answer), Error> {
+) -> Result<(Response, Inferred, Answer), Error> {
     let header_length = match headers.get(HEADER_LENGTH).map(HeaderValue::to_str) {
         None => None,
         Some(Ok(v)) => Some(v),
@@ -129,7 +129,7 @@ async fn answer(
     *request_id = request.id.clone().filter(|id| !id.is_empty());
     let mut outcome = model.infer(request).await?;
     let outputs = std::mem::take(&mut outcome.outputs);
-    let predicted = prediction_log::classify(&outputs);
+    let predicted = log_row::classify(&outputs);
     let size = outputs.iter().map(|o| o.tensor.data.len() * 4).sum();
     let (name, version, id) = (model.info.name.clone(), model.info.version.to_string(), request_id.clone());
     let encoded =

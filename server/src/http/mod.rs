@@ -1,15 +1,15 @@
 //! The HTTP API: routes, the shared error and metrics plumbing. Each feature module exposes `router()`.
 
-mod api;
-mod api_params;
 mod auth;
 mod body;
 pub mod health;
 mod infer;
 pub mod limits;
+pub mod log_row;
 pub mod models;
 pub mod openapi;
-pub mod prediction_log;
+mod predictions;
+mod predictions_params;
 mod schemas;
 pub mod web;
 
@@ -42,7 +42,7 @@ pub fn app(state: SharedState) -> Router {
 pub fn api_app(state: SharedState, with_metrics: bool) -> Router {
     let mut router = Router::new()
         .merge(health::router())
-        .merge(api::router())
+        .merge(predictions::router())
         .merge(web::router())
         .merge(models::router())
         .merge(infer::router())

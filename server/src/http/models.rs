@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::model::device::Device;
 use crate::model::signature::TensorSpec;
 use crate::model::triton::report;
-use crate::registry::{Registry, ServedModel};
+use crate::registry::{ModelRegistry, ServedModel};
 
 #[derive(Debug, Deserialize)]
 pub struct ModelPath {
@@ -79,7 +79,7 @@ pub fn metadata_json(model: &ServedModel, versions: Vec<String>) -> Value {
 }
 
 /// The metadata of every model (its default version's signature, every version listed).
-pub fn all_metadata(registry: &Registry) -> Vec<Value> {
+pub fn all_metadata(registry: &ModelRegistry) -> Vec<Value> {
     registry
         .models()
         .filter_map(|(name, m)| {

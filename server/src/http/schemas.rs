@@ -117,7 +117,7 @@ pub struct StringValue {
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelStatistics {
-    model_stats: Vec<crate::stats::ModelStatsJson>,
+    model_stats: Vec<crate::stats::TritonStatsJson>,
 }
 
 /// An inference request in JSON. With the binary extension, the body is this JSON followed by raw

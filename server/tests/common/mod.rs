@@ -14,7 +14,7 @@ use kubeinfer_server::metrics::Metrics;
 use kubeinfer_server::model::device::Device;
 use kubeinfer_server::model::runtime::{self, ORT_VERSION};
 use kubeinfer_server::model::settings::ModelSettings;
-use kubeinfer_server::registry::Registry;
+use kubeinfer_server::registry::ModelRegistry;
 use kubeinfer_server::state::AppState;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -71,7 +71,7 @@ pub fn repository(models: &[&str]) -> tempfile::TempDir {
 pub struct TestApp {
     pub app: Router,
     pub state: Arc<AppState>,
-    pub registry: Arc<Registry>,
+    pub registry: Arc<ModelRegistry>,
     _repo: tempfile::TempDir,
 }
 
@@ -84,16 +84,16 @@ pub fn start_with_body_limit(models: &[&str], settings: ModelSettings, max_body_
 }
 
 /// Loads `models` as the server would, or says why it cannot.
-pub fn load(models: &[&str], settings: &ModelSettings) -> Result<Registry, String> {
+pub fn load(models: &[&str], settings: &ModelSettings) -> Result<ModelRegistry, String> {
     let repo = repository(models);
     load_into(repo.path(), settings, &Metrics::new(ORT_VERSION))
 }
 
 /// Loads the repository at `repo` as the server would, or says why it cannot.
-pub fn load_into(repo: &Path, settings: &ModelSettings, metrics: &Metrics) -> Result<Registry, String> {
+pub fn load_into(repo: &Path, settings: &ModelSettings, metrics: &Metrics) -> Result<ModelRegistry, String> {
     let library = runtime::library_path(None);
     let env = runtime::environment(&library).unwrap_or_else(|e| panic!("{e} (the tests need ONNX Runtime)"));
-    Registry::load(Some(repo), &[], settings, &env, Device::Cpu, metrics).map_err(|e| e.to_string())
+    ModelRegistry::load(Some(repo), &[], settings, &env, Device::Cpu, metrics).map_err(|e| e.to_string())
 }
 
 /// The app over `models`; with `database`, the prediction log too (call from inside a tokio runtime).

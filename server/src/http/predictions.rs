@@ -13,11 +13,11 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::api_params::{
+use super::openapi::{NO_LOG, NOT_FOUND, UNKNOWN_MODEL};
+use super::predictions_params::{
     FeedbackBody, ListParams, StatsParams, check_feedback, parse_list, prediction_id, query_error,
     window_seconds,
 };
-use super::openapi::{NO_LOG, NOT_FOUND, UNKNOWN_MODEL};
 use super::{SharedState, schemas};
 use crate::db::PredictionLog;
 use crate::db::queries::{self, Cursor, Feedback};

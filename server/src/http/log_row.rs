@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::metrics::Protocol;
 use crate::protocol::response::OutputToSend;
 use crate::protocol::tensor::TensorData;
-use crate::registry::{InferOutcome, ServedModel};
+use crate::registry::{Inferred, ServedModel};
 
 /// The header a caller may set to be findable in the log (GET /api/predictions?client=...).
 pub const CLIENT_ID: &str = "x-client-id";
@@ -56,7 +56,7 @@ pub struct Answer {
 
 pub fn row<T>(
     e: LogEntry,
-    result: &Result<(T, InferOutcome, Answer), Error>,
+    result: &Result<(T, Inferred, Answer), Error>,
     mode: PayloadMode,
     max_bytes: usize,
 ) -> PredictionRow {
