@@ -28,6 +28,9 @@ fn key(md: &ModelDeployment) -> String {
     format!("{}/{}", md.namespace().unwrap_or_default(), md.name_any())
 }
 
+/// One reconcile, in a span naming the ModelDeployment and its generation: every line it logs (and the
+/// apply calls' lines) carries them.
+#[tracing::instrument(name = "reconcile", skip_all, fields(model_deployment = %key(&md), generation = md.metadata.generation))]
 pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.duration.start_timer();
     let result = Reconciler::new(md.clone(), ctx.clone()).run().await;

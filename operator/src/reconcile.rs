@@ -244,7 +244,9 @@ impl Reconciler {
                 .await?;
         }
         if !changes.is_empty() {
-            self.event(EventType::Normal, "Applied", changes.join(", ")).await;
+            let applied = changes.join(", ");
+            tracing::info!(changes = %applied, "applied");
+            self.event(EventType::Normal, "Applied", applied).await;
         }
         for p in status::new_problems(&self.md, problems) {
             self.event(EventType::Warning, p.reason, p.message.clone()).await;

@@ -122,7 +122,7 @@ fn install_keda(env: &Env) {
 async fn keda_scales_the_model_once_the_cluster_serves_it_and_its_scaled_object_survives_validation() {
     let Some(env) = env() else { return };
     let ns = env.namespace("keda");
-    let _operator = env.operator(
+    let operator = env.operator(
         Some(&ns),
         &["--prometheus-url", PROMETHEUS_URL, "--discovery-interval-seconds", "1", "--retry-seconds", "1"],
     );
@@ -183,6 +183,18 @@ async fn keda_scales_the_model_once_the_cluster_serves_it_and_its_scaled_object_
         (degraded(&md)?.1 == "DisruptionBudgetUnavailable").then_some(())
     })
     .await;
+
+    // The operator's lines about this ModelDeployment carry its reconcile span.
+    let applied = operator
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["message"] == "applied" && l["changes"].as_str().is_some_and(|c| c.contains("ScaledObject"))
+        })
+        .unwrap_or_else(|| panic!("no 'applied' line for the ScaledObject:\n{}", operator.log_text()));
+    assert_eq!(applied["span"]["name"], "reconcile", "{applied}");
+    assert_eq!(applied["span"]["model_deployment"], format!("{ns}/digits-keda"), "{applied}");
 
     // Back to the HPA provider: the ScaledObject goes (this cluster has no autoscaling/v2 to give instead).
     let patch = json!({"spec": {"autoscaling": {"provider": "HPA"}}});

@@ -75,6 +75,7 @@ impl Batcher {
                 limits: limits.clone(),
                 metrics: metrics.clone(),
                 stats: stats.clone(),
+                batches: 0,
             };
             let name: String = format!("{model}#{i}").chars().take(15).collect();
             let (dead, deaths, model) = (dead.clone(), metrics.instance_deaths.clone(), model.to_string());
@@ -122,7 +123,8 @@ impl Batcher {
         let alone = alone || !self.batchable;
         let key = if alone { Vec::new() } else { inputs.iter().map(|t| t.shape[1..].to_vec()).collect() };
         let deadline = enqueued + timeout;
-        let entry = Entry { inputs, rows, key, alone, enqueued, deadline, state: state.clone(), reply };
+        let span = tracing::Span::current();
+        let entry = Entry { inputs, rows, key, alone, enqueued, deadline, state: state.clone(), reply, span };
         self.queue.push(entry).map_err(|e| match e {
             PushError::Full => Error::QueueFull { model: self.model.clone(), capacity: self.capacity },
             PushError::Closed => Error::ShuttingDown,

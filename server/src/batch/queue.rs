@@ -59,6 +59,8 @@ pub struct Entry {
     pub deadline: Instant,
     pub state: Arc<AtomicU8>,
     pub reply: oneshot::Sender<Reply>,
+    /// The request's span, so that what the instance thread logs about it carries the request's fields.
+    pub span: tracing::Span,
 }
 
 impl Entry {

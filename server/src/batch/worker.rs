@@ -21,6 +21,8 @@ pub struct Worker {
     pub limits: Limits,
     pub metrics: ModelMetrics,
     pub stats: Arc<TritonStats>,
+    /// Batches this instance has run: the id of the next one's span.
+    pub batches: u64,
 }
 
 impl Worker {
@@ -35,11 +37,16 @@ impl Worker {
         let started = Instant::now();
         let rows: Vec<usize> = batch.iter().map(|e| e.rows).collect();
         let total_rows: usize = rows.iter().sum();
+        self.batches += 1;
+        let span =
+            tracing::info_span!("batch", instance = self.instance, id = self.batches, rows = total_rows);
+        let _entered = span.enter();
         let mut inputs_per_request = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for e in batch {
+            span.follows_from(&e.span);
             inputs_per_request.push(e.inputs);
-            waiting.push((e.reply, started - e.enqueued));
+            waiting.push(Waiting { reply: e.reply, queue_time: started - e.enqueued, span: e.span });
         }
         let inputs = stack(inputs_per_request);
         let infer_start = Instant::now();
@@ -63,8 +70,10 @@ impl Worker {
         self.metrics.batch_size.observe(total_rows as f64);
         match result {
             Ok(per_request) => {
-                for ((reply, queue_time), outputs) in waiting.into_iter().zip(per_request) {
-                    let _ = reply.send(Ok(BatchReply {
+                for (w, outputs) in waiting.into_iter().zip(per_request) {
+                    tracing::debug!(parent: &w.span, queue_seconds = w.queue_time.as_secs_f64(), "answered in its batch");
+                    let queue_time = w.queue_time;
+                    let _ = w.reply.send(Ok(BatchReply {
                         outputs,
                         queue_time,
                         compute_time: compute,
@@ -77,12 +86,21 @@ impl Worker {
                 if !invalid_input {
                     tracing::error!(reason = %e.message, rows = total_rows, "batch failed");
                 }
-                for (reply, _) in waiting {
-                    let _ = reply.send(Err(Failure::Inference { reason: e.message.clone(), invalid_input }));
+                for w in waiting {
+                    tracing::debug!(parent: &w.span, reason = %e.message, "failed in its batch");
+                    let _ =
+                        w.reply.send(Err(Failure::Inference { reason: e.message.clone(), invalid_input }));
                 }
             }
         }
     }
+}
+
+/// A request of the running batch, waiting for its share of the outputs.
+struct Waiting {
+    reply: tokio::sync::oneshot::Sender<super::queue::Reply>,
+    queue_time: std::time::Duration,
+    span: tracing::Span,
 }
 
 /// One request's inputs are used as they are; several are concatenated input by input.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use prost::Message;
+use tracing::Instrument;
 
 use super::codec;
 use crate::config::PayloadMode;
@@ -22,7 +23,14 @@ pub async fn infer(
     request: tonic::Request<ModelInferRequest>,
     started: Instant,
 ) -> Result<ModelInferResponse, Error> {
-    model.counted(Protocol::Grpc, started, admit_and_answer(state, model, request, started)).await
+    let span = tracing::info_span!(
+        "request",
+        method = "ModelInfer",
+        route = "grpc",
+        request_id = tracing::field::Empty
+    );
+    let work = admit_and_answer(state, model, request, started);
+    model.counted(Protocol::Grpc, started, work).instrument(span).await
 }
 
 /// Held to the same limits as REST: the latency target's early check, a --max-concurrent-requests slot,
@@ -72,6 +80,9 @@ async fn answer(
 ) -> Result<(ModelInferResponse, Inferred, Answer), Error> {
     // Unlike a REST body, the message has its id even when its tensors cannot be decoded.
     *request_id = Some(message.id.clone()).filter(|id| !id.is_empty());
+    if let Some(id) = request_id.as_deref() {
+        tracing::Span::current().record("request_id", id);
+    }
     let decoded = codec::request(message).map_err(Error::BadRequest)?;
     let id = decoded.id.clone();
     let mut outcome = state.limits.within_handler_timeout(model.infer(decoded)).await??;

@@ -127,6 +127,9 @@ async fn answer(
         offload(model, body.len(), move || decode_request(&bytes, header_length.as_deref())).await?;
     let request = decoded.map_err(Error::BadRequest)?;
     *request_id = request.id.clone().filter(|id| !id.is_empty());
+    if let Some(id) = request_id.as_deref() {
+        tracing::Span::current().record("request_id", id);
+    }
     let mut outcome = model.infer(request).await?;
     let outputs = std::mem::take(&mut outcome.outputs);
     let predicted = log_row::classify(&outputs);

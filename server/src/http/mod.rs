@@ -15,6 +15,7 @@ pub mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -89,11 +90,14 @@ async fn track(State(state): State<SharedState>, request: Request, next: Next) -
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = method_label(request.method());
     let started = Instant::now();
-    let mut response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    // One span per request: the handler records the request's id in it, the batch queue carries it to
+    // the instance thread, and JSON logs print its fields with every line.
+    let span = tracing::info_span!("request", method, route, request_id = tracing::field::Empty);
+    let mut response = next.run(request).instrument(span).await;
     if response.status().is_client_error() && !is_json(&response) {
         response = as_json_error(response).await;
     }
-    let route = route.as_deref().unwrap_or("unmatched");
     let m = &state.metrics;
     m.http_duration.with_label_values(&[route, method]).observe(started.elapsed().as_secs_f64());
     m.http_requests.with_label_values(&[route, method, response.status().as_str()]).inc();

@@ -318,3 +318,23 @@ pub fn with_grpc(repo: &Path, extra: &[&str]) -> (kubeinfer_tests::process::Serv
     }
     panic!("gRPC did not listen on {addr}");
 }
+
+/// The first JSON line of `server`'s log that `wanted` accepts, waiting up to 10 s for it to appear.
+pub fn eventually_line(
+    server: &kubeinfer_tests::process::ServerProcess,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let log = server.log_text();
+        let found =
+            log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|l| wanted(l));
+        match found {
+            Some(line) => return line,
+            None if started.elapsed() > std::time::Duration::from_secs(10) => {
+                panic!("no such log line within 10 s:\n{log}")
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
