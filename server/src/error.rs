@@ -123,26 +123,58 @@ impl Error {
             | Error::Loading
             | Error::PredictionLogDisabled
             | Error::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::OrtLibraryMissing { .. }
+            | Error::OrtLibrary { .. }
+            | Error::Layout { .. }
+            | Error::ModelConfig { .. }
+            | Error::ModelLoad { .. }
+            | Error::ApiKeys { .. }
+            | Error::Pull { .. }
+            | Error::Bind { .. }
+            | Error::Serve(_)
+            | Error::Database(_)
+            | Error::Inference { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// How a request that failed with this error ended, for the metrics and the prediction log.
     pub fn outcome(&self) -> Outcome {
         match self {
-            Error::BadRequest(_) | Error::PayloadTooLarge { .. } | Error::LargerThanBudget { .. } => {
-                Outcome::Invalid
-            }
+            Error::BadRequest(_)
+            | Error::PayloadTooLarge { .. }
+            | Error::LargerThanBudget { .. }
+            | Error::RouteNotFound(_)
+            | Error::MethodNotAllowed(_)
+            | Error::ModelNotFound(_)
+            | Error::VersionNotFound { .. }
+            | Error::MissingApiKey
+            | Error::UnknownApiKey
+            | Error::ScopeMissing(_)
+            | Error::PredictionLogNotPublic
+            | Error::PredictionNotFound(_)
+            | Error::FeedbackFull { .. } => Outcome::Invalid,
             Error::QueueFull { .. }
             | Error::ShuttingDown
             | Error::Loading
             | Error::TooManyRequests { .. }
-            | Error::MemoryBudget { .. } => Outcome::Rejected,
+            | Error::MemoryBudget { .. }
+            | Error::PredictionLogDisabled
+            | Error::DatabaseUnavailable(_) => Outcome::Rejected,
             Error::Timeout { .. } | Error::BodyTimeout { .. } | Error::HandlerTimeout { .. } => {
                 Outcome::Timeout
             }
             Error::Shed { .. } => Outcome::Shed,
-            _ => Outcome::Error,
+            Error::OrtLibraryMissing { .. }
+            | Error::OrtLibrary { .. }
+            | Error::Layout { .. }
+            | Error::ModelConfig { .. }
+            | Error::ModelLoad { .. }
+            | Error::ApiKeys { .. }
+            | Error::Pull { .. }
+            | Error::Bind { .. }
+            | Error::Serve(_)
+            | Error::Database(_)
+            | Error::Inference { .. } => Outcome::Error,
         }
     }
 

@@ -27,7 +27,7 @@ async fn an_answered_request_logs_its_batch_under_the_requests_span() {
     let line = common::eventually_line(&server, |l| l["message"] == "answered in its batch");
     assert_eq!(
         line["span"],
-        json!({"name": "request", "method": "POST", "route": "/v2/models/{model}/infer", "request_id": "req-42"}),
+        json!({"name": "request", "method": "POST", "route": "/v2/models/{model}/infer", "id": "req-42"}),
         "{line}"
     );
     // The event's own span is the request's; the instance thread's context is the batch it ran in.

@@ -23,12 +23,8 @@ pub async fn infer(
     request: tonic::Request<ModelInferRequest>,
     started: Instant,
 ) -> Result<ModelInferResponse, Error> {
-    let span = tracing::info_span!(
-        "request",
-        method = "ModelInfer",
-        route = "grpc",
-        request_id = tracing::field::Empty
-    );
+    let span =
+        tracing::info_span!("request", method = "ModelInfer", route = "grpc", id = tracing::field::Empty);
     let work = admit_and_answer(state, model, request, started);
     model.counted(Protocol::Grpc, started, work).instrument(span).await
 }
@@ -81,7 +77,7 @@ async fn answer(
     // Unlike a REST body, the message has its id even when its tensors cannot be decoded.
     *request_id = Some(message.id.clone()).filter(|id| !id.is_empty());
     if let Some(id) = request_id.as_deref() {
-        tracing::Span::current().record("request_id", id);
+        tracing::Span::current().record("id", id);
     }
     let decoded = codec::request(message).map_err(Error::BadRequest)?;
     let id = decoded.id.clone();

@@ -128,7 +128,7 @@ async fn answer(
     let request = decoded.map_err(Error::BadRequest)?;
     *request_id = request.id.clone().filter(|id| !id.is_empty());
     if let Some(id) = request_id.as_deref() {
-        tracing::Span::current().record("request_id", id);
+        tracing::Span::current().record("id", id);
     }
     let mut outcome = model.infer(request).await?;
     let outputs = std::mem::take(&mut outcome.outputs);

@@ -91,9 +91,9 @@ async fn track(State(state): State<SharedState>, request: Request, next: Next) -
     let method = method_label(request.method());
     let started = Instant::now();
     let route = route.as_deref().unwrap_or("unmatched");
-    // One span per request: the handler records the request's id in it, the batch queue carries it to
-    // the instance thread, and JSON logs print its fields with every line.
-    let span = tracing::info_span!("request", method, route, request_id = tracing::field::Empty);
+    // One span per request: the handler records the inference request's `id` in it, the batch queue
+    // carries it to the instance thread, and JSON logs print its fields with every line.
+    let span = tracing::info_span!("request", method, route, id = tracing::field::Empty);
     let mut response = next.run(request).instrument(span).await;
     if response.status().is_client_error() && !is_json(&response) {
         response = as_json_error(response).await;
