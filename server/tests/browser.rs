@@ -1,7 +1,9 @@
 //! The web page in a real browser: Debian's headless Chromium, driven by selenium from the test
-//! virtualenv, loads the page through the nginx edge (manifests/nginx/nginx.conf), lists the models, runs
-//! an inference from the form and shows the exact answer, logs no console error, and reloads its hashed
-//! assets from the cache (server/tests/clients/browser_check.py). The page's Largest Contentful Paint
+//! virtualenv, loads the page through the nginx edge (manifests/nginx/nginx.conf) from a server with API
+//! keys and the prediction log on a real Postgres. It says the log needs a key, takes one, lists the
+//! models, runs an inference from the form and shows the exact answer, lists that prediction in the log,
+//! adds feedback and shows it, logs no console error, and reloads its hashed assets from the cache
+//! (server/tests/clients/browser_check.py). The page's Largest Contentful Paint
 //! and transferred bytes, cold and warm, are printed as a table: `make bench` runs this test to report them.
 
 mod common;
@@ -9,6 +11,7 @@ mod common;
 use kubeinfer_tests::process::ServerProcess;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
+const KEY: &str = "browser-key-0123456789";
 
 #[test]
 fn the_page_lists_models_and_answers_from_its_form_in_chromium_through_the_edge() {
@@ -21,10 +24,19 @@ fn the_page_lists_models_and_answers_from_its_form_in_chromium_through_the_edge(
         return;
     }
     let repo = common::repository(&["affine", "digits"]);
-    let server = ServerProcess::start(common::server_binary(), repo.path(), &[]);
+    let keys = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(keys.path(), format!("{KEY} infer,read,write\n")).unwrap();
+    let database = common::db::fresh_database();
+    let flags = ["--api-keys-file", keys.path().to_str().unwrap(), "--database-url", database.as_str()];
+    let server = ServerProcess::start(common::server_binary(), repo.path(), &flags);
     let Some(edge) = common::nginx::nginx(server.addr) else { return };
     let url = format!("http://127.0.0.1:{}/", edge.port);
-    let out = common::python_check(&venv, "browser_check.py", &[url.as_ref()], "all browser checks passed");
+    let out = common::python_check(
+        &venv,
+        "browser_check.py",
+        &[url.as_ref(), KEY.as_ref()],
+        "all browser checks passed",
+    );
     let measured: serde_json::Value = out
         .lines()
         .find_map(|l| serde_json::from_str(l).ok())

@@ -7,6 +7,9 @@
   var MAX_PREFILL = 100000;  // example elements generated per input
 
   var $ = function (id) { return document.getElementById(id); };
+  // log.js (loaded first) adds the API key to requests and refreshes the prediction log.
+  var page = window.kubeinfer ||
+    { headers: function (h) { return h; }, refreshLog: function () {}, onKey: function () {} };
   var models = [];
   var metaCache = {};        // "model/version" -> metadata, fetched from the server
   var current = null;        // metadata the form was built from
@@ -56,7 +59,7 @@
 
   // ---- server info and readiness
   function loadServer() {
-    fetch('/v2', { headers: { Accept: 'application/json' } })
+    fetch('/v2', { headers: page.headers({ Accept: 'application/json' }) })
       .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
       .then(function (s) {
         var text = 'Server: ' + (s.name || '?') + ' ' + (s.version || '');
@@ -238,7 +241,7 @@
       else current = meta;
     };
     if (metaCache[key]) { apply(metaCache[key]); return; }
-    fetch(path(sel), { headers: { Accept: 'application/json' } })
+    fetch(path(sel), { headers: page.headers({ Accept: 'application/json' }) })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (meta) {
         if (meta && Array.isArray(meta.inputs)) { metaCache[key] = meta; apply(meta); }
@@ -304,7 +307,7 @@
     var resp;
     fetch(path(sel) + '/infer', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: page.headers({ 'Content-Type': 'application/json', Accept: 'application/json' }),
       body: JSON.stringify(body)
     })
       .then(function (r) { resp = r; return r.text(); })
@@ -324,6 +327,7 @@
           return;
         }
         showResult(json, resp.headers, rtt);
+        page.refreshLog();
       })
       .catch(function (e) { showError('Request failed: ' + e.message); })
       .then(function () { setBusy(false); });
@@ -379,6 +383,8 @@
     $('reset').addEventListener('click', function () { rows().forEach(fillExample); clearError(); });
     if (models.length) onModelChange();
     loadServer();
+    // What a missing key refused (the server's metadata, a model's) is asked for again with the new one.
+    page.onKey(function () { metaCache = {}; loadServer(); if (models.length) onVersionChange(); });
     checkReady();
     setInterval(function () { if (!document.hidden) checkReady(); }, 10000);
   }

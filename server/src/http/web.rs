@@ -29,10 +29,11 @@ fn asset(stem: &str, extension: &str, content_type: &'static str, bytes: &'stati
     Asset { path: format!("/assets/{stem}.{}.{extension}", &hash[..12]), content_type, bytes }
 }
 
-pub static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
+pub static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
     [
         asset("app", "js", "text/javascript; charset=utf-8", include_bytes!("../../web/app.js")),
         asset("app", "css", "text/css; charset=utf-8", include_bytes!("../../web/app.css")),
+        asset("log", "js", "text/javascript; charset=utf-8", include_bytes!("../../web/log.js")),
     ]
 });
 
@@ -47,6 +48,7 @@ pub fn render(models_json: &str) -> String {
     INDEX
         .replace("{{app.js}}", &ASSETS[0].path)
         .replace("{{app.css}}", &ASSETS[1].path)
+        .replace("{{log.js}}", &ASSETS[2].path)
         .replace("{{models}}", &safe)
 }
 
@@ -96,6 +98,9 @@ mod tests {
         assert!(!page.contains("{{"));
         assert!(page.contains(&format!("href=\"{}\"", ASSETS[1].path)));
         assert!(page.contains(&format!("src=\"{}\"", ASSETS[0].path)));
+        // log.js defines what app.js uses, so it comes first.
+        let (log, app) = (page.find(&ASSETS[2].path), page.find(&ASSETS[0].path));
+        assert!(log.is_some() && log < app, "log.js is linked before app.js");
         assert!(page.contains(r#"[{"name":"\u003c/script\u003e\u003cb\u003e"}]"#));
         assert!(!page.contains("</script><b>"));
     }
