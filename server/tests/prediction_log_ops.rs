@@ -197,8 +197,10 @@ async fn an_unpartitioned_log_of_a_million_rows_is_moved_keeping_the_retained_wi
             .unwrap();
 
     kubeinfer_server::db::setup(&pool).await.unwrap();
-    let moved = backfill::run(&pool, Duration::from_secs(30 * 86400), now).await.unwrap();
+    let progress = backfill::Progress::new();
+    let moved = backfill::run(&pool, Duration::from_secs(30 * 86400), now, &progress).await.unwrap();
     assert_eq!(moved, Some(kept));
+    assert_eq!((progress.moved.get(), progress.remaining.get()), (kept as u64, 0));
     let count = |sql: &'static str| {
         let pool = pool.clone();
         async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
@@ -208,7 +210,11 @@ async fn an_unpartitioned_log_of_a_million_rows_is_moved_keeping_the_retained_wi
     assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname LIKE '%_unpartitioned'").await, 0);
     let found = kubeinfer_server::db::queries::get(&pool, sample).await.unwrap();
     assert_eq!(found.map(|p| p.prediction.id), Some(sample), "a moved row is found by its id");
-    assert_eq!(backfill::run(&pool, Duration::ZERO, now).await.unwrap(), None, "nothing is left to move");
+    assert_eq!(
+        backfill::run(&pool, Duration::ZERO, now, &progress).await.unwrap(),
+        None,
+        "nothing is left to move"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use prometheus::{IntCounter, IntGauge};
 use sqlx::{Connection, PgPool};
 
 use super::migrate::{schema_connection, try_lock};
@@ -35,9 +36,55 @@ const MOVE_PREDICTIONS: &str = "WITH batch AS (SELECT id FROM predictions_unpart
        batch_size, outcome, error, payload FROM moved ON CONFLICT DO NOTHING RETURNING 1) \
      SELECT (SELECT count(*) FROM moved)::int8";
 
+/// How far a backfill has come, as metrics: a move of a large log takes hours, and whoever waits for
+/// it wants to know how long is left.
+#[derive(Clone)]
+pub struct Progress {
+    /// Predictions in the retained window still in the old table (0 when none is, or no backfill runs).
+    pub remaining: IntGauge,
+    /// Predictions moved by this process.
+    pub moved: IntCounter,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            remaining: IntGauge::new(
+                "kubeinfer_prediction_log_backfill_rows_remaining",
+                "Predictions of the retained window still waiting in the unpartitioned table from before \
+                 partitioning (counted when the move starts, lowered as it goes); 0 when there is none.",
+            )
+            .unwrap_or_else(|e| unreachable!("backfill metric: {e}")),
+            moved: IntCounter::new(
+                "kubeinfer_prediction_log_backfill_rows_moved_total",
+                "Predictions this process moved from the unpartitioned table into the partitions.",
+            )
+            .unwrap_or_else(|e| unreachable!("backfill metric: {e}")),
+        }
+    }
+
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![Box::new(self.remaining.clone()), Box::new(self.moved.clone())]
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress::new()
+    }
+}
+
+/// Batches between two progress lines in the log.
+const LOG_EVERY: u32 = 20;
+
 /// Moves what is left of the unpartitioned log; the number of predictions moved, or `None` when there
 /// is no old log (or another replica is moving it).
-pub async fn run(pool: &PgPool, retention: Duration, now: DateTime<Utc>) -> Result<Option<i64>, sqlx::Error> {
+pub async fn run(
+    pool: &PgPool,
+    retention: Duration,
+    now: DateTime<Utc>,
+    progress: &Progress,
+) -> Result<Option<i64>, sqlx::Error> {
     let mut conn = schema_connection(pool).await?;
     let old: Option<String> = sqlx::query_scalar("SELECT to_regclass('predictions_unpartitioned')::text")
         .fetch_one(&mut conn)
@@ -64,19 +111,40 @@ pub async fn run(pool: &PgPool, retention: Duration, now: DateTime<Utc>) -> Resu
         _ => Vec::new(),
     };
     super::partitions::ensure_days(pool, &days).await?;
-    tracing::info!(days = days.len(), "moving the unpartitioned prediction log into partitions");
+    let total: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM predictions_unpartitioned WHERE $1::timestamptz IS NULL OR created_at >= $1",
+    )
+    .bind(cutoff)
+    .fetch_one(&mut conn)
+    .await?;
+    progress.remaining.set(total);
+    tracing::info!(
+        days = days.len(),
+        rows = total,
+        "moving the unpartitioned prediction log into partitions"
+    );
     while sqlx::query_scalar::<_, i64>(MOVE_FEEDBACK).bind(BATCH).bind(cutoff).fetch_one(&mut conn).await? > 0
     {
     }
     let mut moved = 0;
-    loop {
+    for batch in 1u32.. {
         let n: i64 =
             sqlx::query_scalar(MOVE_PREDICTIONS).bind(BATCH).bind(cutoff).fetch_one(&mut conn).await?;
         if n == 0 {
             break;
         }
         moved += n;
+        progress.moved.inc_by(n.unsigned_abs());
+        progress.remaining.set((total - moved).max(0));
+        if batch % LOG_EVERY == 0 {
+            tracing::info!(
+                moved,
+                remaining = (total - moved).max(0),
+                "moving the unpartitioned prediction log"
+            );
+        }
     }
+    progress.remaining.set(0);
     sqlx::query("DROP TABLE feedback_unpartitioned, predictions_unpartitioned").execute(&mut conn).await?;
     tracing::info!(moved, "the prediction log is partitioned; the old tables are dropped");
     conn.close().await?;

@@ -138,7 +138,8 @@ pub async fn migrate_url(url: &str, retention: Duration) -> Result<(), Error> {
         .await?;
     migrate(&pool).await.map_err(|e| Error::Database(format!("migration failed: {e}")))?;
     let done = super::partitions::maintain(&pool, retention, chrono::Utc::now()).await?;
-    if let Some(moved) = super::backfill::run(&pool, retention, chrono::Utc::now()).await? {
+    let progress = super::backfill::Progress::new();
+    if let Some(moved) = super::backfill::run(&pool, retention, chrono::Utc::now(), &progress).await? {
         tracing::info!(moved, "the unpartitioned prediction log was moved into partitions");
     }
     tracing::info!(

@@ -89,6 +89,10 @@ impl PredictionLog {
         for c in writer_metrics.collectors() {
             metrics.register(c);
         }
+        let progress = backfill::Progress::new();
+        for c in progress.collectors() {
+            metrics.register(c);
+        }
         let budget =
             Arc::new(ByteBudget::new(args.prediction_log_buffer_bytes, writer_metrics.buffer_bytes.clone()));
         let (sender, rx) = mpsc::unbounded_channel();
@@ -105,7 +109,7 @@ impl PredictionLog {
         let handle = tokio::spawn(async move {
             prepare(&pool, mode, retention).await;
             if mode == MigrateMode::Auto {
-                tokio::spawn(maintenance(pool, retention));
+                tokio::spawn(maintenance(pool, retention, progress));
             }
             writer.run(rx).await;
         });
@@ -223,8 +227,8 @@ async fn prepare(pool: &PgPool, mode: MigrateMode, retention: Duration) {
 }
 
 /// Moves an older unpartitioned log across once, then keeps the partitions up to date.
-async fn maintenance(pool: PgPool, retention: Duration) {
-    if let Err(e) = backfill::run(&pool, retention, chrono::Utc::now()).await {
+async fn maintenance(pool: PgPool, retention: Duration, progress: backfill::Progress) {
+    if let Err(e) = backfill::run(&pool, retention, chrono::Utc::now(), &progress).await {
         tracing::error!(error = %e, "moving the unpartitioned prediction log stopped; the next start resumes it");
     }
     loop {
