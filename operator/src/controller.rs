@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -82,12 +83,16 @@ pub async fn run(
             .owns(api::<Deployment>(&client, &namespace), children.clone())
             .owns(api::<Service>(&client, &namespace), children.clone())
             .owns(api::<ConfigMap>(&client, &namespace), children.clone())
-            .owns(api::<NetworkPolicy>(&client, &namespace), children.clone());
+            .owns(api::<NetworkPolicy>(&client, &namespace), children.clone())
+            .owns(api::<Job>(&client, &namespace), children.clone());
     if caps.autoscaling_v2 {
         controller = controller.owns(api::<HorizontalPodAutoscaler>(&client, &namespace), children.clone());
     }
     if caps.policy_v1 {
         controller = controller.owns(api::<PodDisruptionBudget>(&client, &namespace), children.clone());
+    }
+    if caps.cron_job_v1 {
+        controller = controller.owns(api::<CronJob>(&client, &namespace), children.clone());
     }
     let dynamic = |ar: &ApiResource| -> Api<DynamicObject> {
         match &namespace {

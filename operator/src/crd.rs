@@ -12,7 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use crate::crd_access::{ApiKeysSecret, Auth, CaSecret, CredentialsSecret, Database, NetworkPolicySpec};
+pub use crate::crd_access::{
+    ApiKeysSecret, Auth, CaSecret, CredentialsSecret, Database, MigrationsSecret, NetworkPolicySpec,
+};
 pub use crate::crd_scaling::{Autoscaling, AutoscalingProvider};
 
 /// A model served by kubeinfer-server pods: where the ONNX file comes from, how many replicas, which

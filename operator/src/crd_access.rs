@@ -22,6 +22,26 @@ pub struct Database {
     /// server connects over TLS and verifies the certificate and its host name (sslmode=verify-full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret: Option<CaSecret>,
+
+    /// Run the schema migrations as a Job (`kubeinfer-server migrate`) with this Secret's URL, of a role
+    /// with DDL rights, and the server pods with `--migrate=off`, so that their role (secretName) needs only
+    /// DML. Without it the pods migrate at start-up with their own URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationsSecret>,
+}
+
+/// The Secret of the migrate Job's database URL.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationsSecret {
+    /// Secret in the same namespace holding the Postgres URL of a role that may change the schema.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub secret_name: String,
+
+    /// Key of the URL in the Secret.
+    #[serde(default = "default_database_key")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
 }
 
 /// A CA bundle in a Secret of the ModelDeployment's namespace.

@@ -22,12 +22,19 @@ pub struct Capabilities {
     pub service_monitor: bool,
     /// keda.sh/v1alpha1 ScaledObject (KEDA's CRD).
     pub keda: bool,
+    /// batch/v1 CronJob (Kubernetes 1.21+), for the prediction log's partition maintenance.
+    pub cron_job_v1: bool,
 }
 
 impl Capabilities {
     /// Every optional API: a current cluster with the Prometheus Operator and KEDA.
-    pub const ALL: Capabilities =
-        Capabilities { autoscaling_v2: true, policy_v1: true, service_monitor: true, keda: true };
+    pub const ALL: Capabilities = Capabilities {
+        autoscaling_v2: true,
+        policy_v1: true,
+        service_monitor: true,
+        keda: true,
+        cron_job_v1: true,
+    };
 
     /// Decides from the group-versions `GET /apis` lists.
     pub fn from_group_versions(served: &HashSet<String>) -> Capabilities {
@@ -36,16 +43,20 @@ impl Capabilities {
             policy_v1: served.contains("policy/v1"),
             service_monitor: served.contains(&kinds::service_monitor().api_version),
             keda: served.contains(&kinds::scaled_object().api_version),
+            // A kind, not a group-version: batch/v1 has served Jobs far longer than CronJobs.
+            cron_job_v1: false,
         }
     }
 }
 
-/// One request: `GET /apis`.
+/// Two requests: `GET /apis`, and `GET /apis/batch/v1` for its kinds.
 pub async fn discover(client: &Client) -> Result<Capabilities, kube::Error> {
     let groups = client.list_api_groups().await?;
     let served: HashSet<String> =
         groups.groups.iter().flat_map(|g| g.versions.iter().map(|v| v.group_version.clone())).collect();
-    Ok(Capabilities::from_group_versions(&served))
+    let batch = client.list_api_group_resources("batch/v1").await?;
+    let cron_job_v1 = batch.resources.iter().any(|r| r.name == "cronjobs");
+    Ok(Capabilities { cron_job_v1, ..Capabilities::from_group_versions(&served) })
 }
 
 /// Re-checks the optional APIs every `interval`, so a cluster that gains one (a ServiceMonitor CRD
@@ -102,6 +113,14 @@ pub fn unavailable(md: &ModelDeployment, caps: Capabilities, prometheus: bool) -
              (Kubernetes 1.21+); voluntary disruptions are not limited",
         ));
     }
+    if md.spec.database.as_ref().is_some_and(|d| d.migrations.is_some()) && !caps.cron_job_v1 {
+        problems.push(Problem::new(
+            reason::PARTITION_MAINTENANCE_UNAVAILABLE,
+            "spec.database.migrations needs batch/v1 CronJobs (Kubernetes 1.21+) to make the prediction log's \
+             partitions ahead, which this cluster does not serve: run `kubeinfer-server migrate` at least daily \
+             yourself, or drop migrations so that the pods maintain the partitions",
+        ));
+    }
     if md.spec.monitoring.as_ref().is_some_and(|m| m.service_monitor) && !caps.service_monitor {
         problems.push(Problem::new(
             reason::SERVICE_MONITOR_UNAVAILABLE,
@@ -130,9 +149,13 @@ mod tests {
     }
 
     #[test]
-    fn a_current_cluster_with_the_prometheus_operator_and_keda_serves_all_four() {
+    fn a_current_cluster_with_the_prometheus_operator_and_keda_serves_the_four_group_versions() {
         let all = served(&["autoscaling/v2", "policy/v1", "monitoring.coreos.com/v1", "keda.sh/v1alpha1"]);
-        assert_eq!(all, Capabilities::ALL);
+        assert_eq!(
+            all,
+            Capabilities { cron_job_v1: false, ..Capabilities::ALL },
+            "CronJobs are found per kind"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Event as CoreEvent, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -26,7 +27,7 @@ use crate::discovery::{Capabilities, autoscaling_problem, unavailable};
 use crate::error::Error;
 use crate::kinds;
 use crate::resources::{
-    Build, MANAGER, configmap, deployment, hpa, keda, networkpolicy, pdb, service, servicemonitor,
+    Build, MANAGER, configmap, deployment, hpa, keda, migrate, networkpolicy, pdb, service, servicemonitor,
 };
 use crate::status::{self, Observed, Problem, reason};
 use crate::validate::{ModelUri, validate};
@@ -79,7 +80,10 @@ impl Reconciler {
         };
         let mut changes = Vec::new();
         let deployment = match self.apply_children(&b, caps, &mut changes).await {
-            Ok(deployment) => deployment,
+            Ok((deployment, migration)) => {
+                problems.extend(migration);
+                deployment
+            }
             Err(e) => {
                 let Some(refusal) = refusal(&e) else { return Err(e) };
                 // Shown on the ModelDeployment instead of only in the operator's log; retried later.
@@ -134,7 +138,12 @@ impl Reconciler {
         b: &Build<'_>,
         caps: Capabilities,
         changes: &mut Vec<String>,
-    ) -> Result<Deployment, Error> {
+    ) -> Result<(Deployment, Option<Problem>), Error> {
+        let migration = self.apply_migrations(b, changes).await?;
+        if caps.cron_job_v1 && self.md.spec.database.is_some() {
+            let (api, name) = (self.api::<CronJob>(), migrate::cron_job_name(b));
+            self.apply_or_delete(&api, "CronJob", name, migrate::cron_job(b), changes).await?;
+        }
         let server_config = configmap::server(b);
         let edge_config = configmap::edge(b);
         let checksum = configmap::checksum(
@@ -173,7 +182,34 @@ impl Reconciler {
             let scaled = keda::scaled_object(b).filter(|_| b.autoscaler);
             self.apply_or_delete(&api, "ScaledObject", b.name(), scaled, changes).await?;
         }
-        Ok(deployment)
+        Ok((deployment, migration))
+    }
+
+    /// The migrate Job of `spec.database.migrations` (a new one per image), the ones before it deleted
+    /// (all of them once `migrations` is removed); whether the current one failed.
+    async fn apply_migrations(
+        &self,
+        b: &Build<'_>,
+        changes: &mut Vec<String>,
+    ) -> Result<Option<Problem>, Error> {
+        if self.md.spec.database.is_none() {
+            return Ok(None);
+        }
+        let api = self.api::<Job>();
+        let wanted = migrate::name(b);
+        let failed = match migrate::job(b) {
+            Some(job) => migrate::failure(&self.apply_one(&api, "Job", job, changes).await?),
+            None => None,
+        };
+        let mine = ListParams::default().labels(&format!("{}={}", migrate::ROLE_LABEL, b.name()));
+        let uid = self.md.uid().unwrap_or_default();
+        for old in api.list(&mine).await? {
+            let name = old.name_any();
+            if Some(&name) != wanted.as_ref() && delete_owned(&api, &name, &uid).await? {
+                changes.push(format!("deleted Job {name}"));
+            }
+        }
+        Ok(failed.map(|message| Problem::new(reason::MIGRATION_FAILED, message)))
     }
 
     fn dynamic_api(&self, resource: &ApiResource) -> Api<DynamicObject> {

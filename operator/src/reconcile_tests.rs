@@ -28,6 +28,7 @@ const EDGE_CONFIG: &str = "/api/v1/namespaces/ml/configmaps/digits-edge";
 const SERVICE: &str = "/api/v1/namespaces/ml/services/digits";
 const POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies/digits";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/ml/deployments/digits";
+const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";
 const HPA: &str = "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/digits";
 const PDB: &str = "/apis/policy/v1/namespaces/ml/poddisruptionbudgets/digits";
 const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/ml/servicemonitors/digits";
@@ -273,6 +274,8 @@ async fn a_missing_database_secret_is_read_from_the_pods_not_from_the_secret_whi
         "database": {"secretName": "digits-db"}}));
     let (ctx, api) = test_context(Capabilities::default());
     let server = api.run(md.clone(), |mut api| async move {
+        // With a database, migrate Jobs of an earlier spec are looked for (none here).
+        api.list(JOBS, "kubeinfer.io/migrate=digits", vec![]).await;
         api.get_missing(SERVER_CONFIG).await;
         api.apply(SERVER_CONFIG).await;
         api.get_missing(EDGE_CONFIG).await;

@@ -50,6 +50,8 @@ pub mod reason {
     pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
     pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
     pub const VOLUME_MOUNT_FAILED: &str = "VolumeMountFailed";
+    pub const MIGRATION_FAILED: &str = "MigrationFailed";
+    pub const PARTITION_MAINTENANCE_UNAVAILABLE: &str = "PartitionMaintenanceUnavailable";
     pub const PVC_NOT_FOUND: &str = "PersistentVolumeClaimNotFound";
     pub const AUTOSCALING_UNAVAILABLE: &str = "AutoscalingUnavailable";
     pub const DISRUPTION_BUDGET_UNAVAILABLE: &str = "DisruptionBudgetUnavailable";

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kube::api::ObjectMeta;
 use kubeinfer_operator::crd::ModelDeployment;
 use kubeinfer_operator::resources::{
-    Build, configmap, deployment, hpa, keda, networkpolicy, pdb, service, servicemonitor,
+    Build, configmap, deployment, hpa, keda, migrate, networkpolicy, pdb, service, servicemonitor,
 };
 use kubeinfer_operator::validate::validate;
 use serde_json::Value;
@@ -78,7 +78,9 @@ fn children(md: &ModelDeployment) -> Vec<String> {
     fn yaml<T: serde::Serialize>(obj: T) -> String {
         serde_saphyr::to_string(&obj).expect("an object that serialises")
     }
-    let mut docs = vec![yaml(server_config)];
+    let mut docs: Vec<String> = migrate::job(&b).map(yaml).into_iter().collect();
+    docs.extend(migrate::cron_job(&b).map(yaml));
+    docs.push(yaml(server_config));
     docs.extend(edge_config.map(yaml));
     docs.push(yaml(service::service(&b)));
     docs.extend(networkpolicy::network_policy(&b).map(yaml));

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kubeinfer_operator::crd::ModelDeployment;
@@ -179,4 +180,88 @@ async fn a_secret_volume_the_kubelet_cannot_mount_is_reported_from_its_failed_mo
     })
     .await;
     assert_eq!(degraded, format!("pod {pod} cannot start: {said}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_run_as_a_job_per_image_and_a_failed_one_is_reported() {
+    let Some(env) = Env::install() else { return };
+    let ns = env.namespace("migrate");
+    let _operator = env.operator(Some(&ns), &["--retry-seconds", "1"]);
+    let client = env.client().await;
+    let example =
+        std::fs::read_to_string(workspace().join("manifests/examples/database-roles.yaml")).unwrap();
+    let out = env.cluster.apply(&example, &["-n", &ns]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let mine = ListParams::default().labels("kubeinfer.io/migrate=digits-roles");
+    let first = eventually("the migrate Job", WAIT, || async {
+        jobs.list(&mine).await.ok()?.items.into_iter().next()
+    })
+    .await;
+    let container = &first.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(container.args.as_deref().unwrap()[0], "migrate");
+    let url = container.env.as_ref().unwrap()[0].value_from.as_ref().unwrap().secret_key_ref.clone().unwrap();
+    assert_eq!((url.name.as_str(), url.key.as_str()), ("digits-db-owner", "DATABASE_URL"));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let server_env = eventually("the Deployment", WAIT, || async {
+        deployments.get_opt("digits-roles").await.ok().flatten()?.spec.template.spec?.containers[0]
+            .env
+            .clone()
+    })
+    .await;
+    let env_of = |name: &str| server_env.iter().find(|e| e.name == name).cloned();
+    assert_eq!(env_of("KUBEINFER_MIGRATE").and_then(|e| e.value).as_deref(), Some("off"));
+    let pods_url = env_of("DATABASE_URL").unwrap().value_from.unwrap().secret_key_ref.unwrap();
+    assert_eq!(pods_url.name, "digits-db-writer", "the pods connect with the DML role");
+
+    // Kubernetes 1.20 serves no batch/v1 CronJob: the partitions' maintenance is the user's, and Degraded says so.
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
+    let reason = eventually("Degraded=True", WAIT, || async {
+        let c = mds
+            .get("digits-roles")
+            .await
+            .ok()?
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded")?;
+        (c.status == "True").then_some(c.reason)
+    })
+    .await;
+    assert_eq!(reason, "PartitionMaintenanceUnavailable");
+
+    // A failed Job (what the Job controller writes after its last try) is Degraded's message too.
+    let failed = serde_json::json!({"status": {"conditions": [{"type": "Failed", "status": "True",
+        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}});
+    let first_name = first.metadata.name.clone().unwrap();
+    jobs.patch_status(&first_name, &PatchParams::default(), &Patch::Merge(&failed)).await.unwrap();
+    let message = eventually("the failure in Degraded", WAIT, || async {
+        let c = mds
+            .get("digits-roles")
+            .await
+            .ok()?
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded")?;
+        c.message.contains("failed").then_some(c.message)
+    })
+    .await;
+    assert!(
+        message.contains(&format!(
+            "the migrate Job {first_name} failed: Job has reached the specified backoff limit"
+        )),
+        "{message}"
+    );
+
+    // A new image is a new Job; the one before it goes.
+    let image = serde_json::json!({"spec": {"image": "ghcr.io/kubeinfer/kubeinfer-server:0.2.0"}});
+    mds.patch("digits-roles", &PatchParams::default(), &Patch::Merge(&image)).await.unwrap();
+    let names = eventually("one new Job", WAIT, || async {
+        let names: Vec<String> =
+            jobs.list(&mine).await.ok()?.items.into_iter().filter_map(|j| j.metadata.name).collect();
+        (names.len() == 1 && names[0] != first_name).then_some(names)
+    })
+    .await;
+    assert!(names[0].starts_with("digits-roles-migrate-"), "{names:?}");
 }

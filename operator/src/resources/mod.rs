@@ -7,6 +7,7 @@ pub mod edge;
 pub mod hpa;
 pub mod keda;
 pub mod limits;
+pub mod migrate;
 pub mod networkpolicy;
 pub mod pdb;
 pub mod pod;

@@ -67,7 +67,7 @@ pub fn restricted_pod() -> PodSecurityContext {
     }
 }
 
-fn image(b: &Build) -> String {
+pub fn image(b: &Build) -> String {
     b.md.spec.image.clone().unwrap_or_else(|| b.server_image.to_string())
 }
 
@@ -130,27 +130,48 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn env(b: &Build) -> Vec<EnvVar> {
-    let mut env = b.md.spec.env.clone();
-    if let Some(db) = &b.md.spec.database {
-        env.push(EnvVar {
-            name: "DATABASE_URL".into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: db.secret_name.clone(),
-                    key: db.key.clone(),
-                    optional: None,
-                }),
-                ..Default::default()
-            }),
+/// `DATABASE_URL` from `key` of Secret `secret`, and libpq's TLS variables when the database has a CA.
+pub fn database_env(b: &Build, secret: &str, key: &str) -> Vec<EnvVar> {
+    let mut env = vec![EnvVar {
+        name: "DATABASE_URL".into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: None }),
             ..Default::default()
-        });
-    }
+        }),
+        ..Default::default()
+    }];
     if b.md.spec.database.as_ref().is_some_and(|db| db.ca_secret.is_some()) {
         for (name, value) in
             [("PGSSLMODE", "verify-full".to_string()), ("PGSSLROOTCERT", format!("{DB_CA_DIR}/{DB_CA_FILE}"))]
         {
             env.push(EnvVar { name: name.into(), value: Some(value), ..Default::default() });
+        }
+    }
+    env
+}
+
+/// The CA bundle's volume mount, when the database has one.
+pub fn database_ca_mount(b: &Build) -> Option<VolumeMount> {
+    b.md.spec.database.as_ref().and_then(|db| db.ca_secret.as_ref()).map(|_| mount("db-ca", DB_CA_DIR, true))
+}
+
+/// The CA bundle's volume, when the database has one.
+pub fn database_ca_volume(b: &Build) -> Option<Volume> {
+    let ca = b.md.spec.database.as_ref().and_then(|db| db.ca_secret.as_ref())?;
+    Some(secret_volume("db-ca", &ca.name, &ca.key, DB_CA_FILE))
+}
+
+fn env(b: &Build) -> Vec<EnvVar> {
+    let mut env = b.md.spec.env.clone();
+    if let Some(db) = &b.md.spec.database {
+        env.extend(database_env(b, &db.secret_name, &db.key));
+        if db.migrations.is_some() {
+            // The migrate Job changes the schema; the pods' role may not.
+            env.push(EnvVar {
+                name: "KUBEINFER_MIGRATE".into(),
+                value: Some("off".into()),
+                ..Default::default()
+            });
         }
     }
     if b.md.spec.auth.is_some() {
@@ -195,9 +216,7 @@ pub fn server_container(b: &Build) -> Container {
     if b.md.spec.auth.is_some() {
         mounts.push(mount("api-keys", AUTH_DIR, true));
     }
-    if b.md.spec.database.as_ref().is_some_and(|db| db.ca_secret.is_some()) {
-        mounts.push(mount("db-ca", DB_CA_DIR, true));
-    }
+    mounts.extend(database_ca_mount(b));
     Container {
         name: SERVER_CONTAINER.into(),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -289,9 +308,7 @@ pub fn volumes(b: &Build) -> Vec<Volume> {
         let secret = &auth.api_keys_secret;
         volumes.push(secret_volume("api-keys", &secret.name, &secret.key, API_KEYS_FILE));
     }
-    if let Some(ca) = b.md.spec.database.as_ref().and_then(|db| db.ca_secret.as_ref()) {
-        volumes.push(secret_volume("db-ca", &ca.name, &ca.key, DB_CA_FILE));
-    }
+    volumes.extend(database_ca_volume(b));
     if b.edge_enabled() {
         volumes.push(Volume {
             name: edge::CONFIG_VOLUME.into(),
