@@ -32,7 +32,7 @@ async fn nginx_caches_hashed_assets_for_a_year_never_the_page_and_proxies_infere
 
     let links: Vec<String> =
         html.split('"').filter(|s| s.starts_with("/assets/")).map(str::to_string).collect();
-    assert_eq!(links.len(), 2, "{html}");
+    assert_eq!(links.len(), 3, "app.css, log.js and app.js: {html}");
     let mut gzipped_total = page.bytes().await.unwrap().len();
     for link in &links {
         let r = client.get(format!("{base}{link}")).header(ACCEPT_ENCODING, "gzip").send().await.unwrap();

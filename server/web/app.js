@@ -7,30 +7,15 @@
   var MAX_PREFILL = 100000;  // example elements generated per input
 
   var $ = function (id) { return document.getElementById(id); };
-  // log.js (loaded first) adds the API key to requests and refreshes the prediction log.
-  var page = window.kubeinfer ||
-    { headers: function (h) { return h; }, refreshLog: function () {}, onKey: function () {} };
+  // log.js (loaded first) builds DOM nodes, adds the API key to requests and refreshes the prediction log.
+  var page = window.kubeinfer;
   var models = [];
   var metaCache = {};        // "model/version" -> metadata, fetched from the server
   var current = null;        // metadata the form was built from
   var busy = false;
 
-  function el(tag, props, children) {
-    var e = document.createElement(tag);
-    if (props) {
-      for (var k in props) {
-        if (k === 'text') e.textContent = props[k];
-        else if (k === 'cls') e.className = props[k];
-        else e.setAttribute(k, props[k]);
-      }
-    }
-    (children || []).forEach(function (c) {
-      if (c != null) e.appendChild(typeof c === 'string' ? document.createTextNode(c) : c);
-    });
-    return e;
-  }
-
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  var el = page.el;
+  var clear = page.clear;
 
   function shapeText(shape) { return '[' + (shape || []).join(', ') + ']'; }
 

@@ -1,6 +1,7 @@
 // kubeinfer web page: the API key the page sends with its requests, and the prediction log (the latest
-// predictions, with their feedback, and a form to add feedback). Loaded before app.js, which sends its
-// requests with kubeinfer.headers() and calls kubeinfer.refreshLog() after each answer.
+// predictions, with their feedback, and a form to add feedback). Loaded before app.js, which builds its
+// nodes with kubeinfer.el(), sends its requests with kubeinfer.headers() and calls
+// kubeinfer.refreshLog() after each answer.
 // Every piece of data goes into the DOM through textContent or attributes, never as HTML.
 (function () {
   'use strict';
@@ -209,6 +210,8 @@
   }
 
   window.kubeinfer = {
+    el: el,
+    clear: clear,
     headers: headers,
     refreshLog: afterInference,
     onKey: function (f) { keyListeners.push(f); }

@@ -37,6 +37,15 @@ async fn ready_reason(mds: &Api<ModelDeployment>, want: &str) -> String {
     .await
 }
 
+/// The condition `type_` of ModelDeployment `name`, if it has one yet.
+async fn condition(
+    mds: &Api<ModelDeployment>,
+    name: &str,
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    mds.get(name).await.ok()?.status?.conditions.into_iter().find(|c| c.type_ == type_)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_pull_and_a_failed_model_load_show_their_reasons_on_the_model_deployment() {
     let Some(env) = Env::install() else { return };
@@ -174,8 +183,7 @@ async fn a_secret_volume_the_kubelet_cannot_mount_is_reported_from_its_failed_mo
     events.create(&Default::default(), &event).await.unwrap();
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     let degraded = eventually("Degraded=True with reason SecretNotFound", WAIT, || async {
-        let md = mds.get("digits").await.ok()?;
-        let c = md.status?.conditions.into_iter().find(|c| c.type_ == "Degraded")?;
+        let c = condition(&mds, "digits", "Degraded").await?;
         (c.reason == "SecretNotFound" && c.status == "True").then_some(c.message)
     })
     .await;
@@ -217,14 +225,7 @@ async fn migrations_run_as_a_job_per_image_and_a_failed_one_is_reported() {
     // Kubernetes 1.20 serves no batch/v1 CronJob: the partitions' maintenance is the user's, and Degraded says so.
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns);
     let reason = eventually("Degraded=True", WAIT, || async {
-        let c = mds
-            .get("digits-roles")
-            .await
-            .ok()?
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Degraded")?;
+        let c = condition(&mds, "digits-roles", "Degraded").await?;
         (c.status == "True").then_some(c.reason)
     })
     .await;
@@ -236,14 +237,7 @@ async fn migrations_run_as_a_job_per_image_and_a_failed_one_is_reported() {
     let first_name = first.metadata.name.clone().unwrap();
     jobs.patch_status(&first_name, &PatchParams::default(), &Patch::Merge(&failed)).await.unwrap();
     let message = eventually("the failure in Degraded", WAIT, || async {
-        let c = mds
-            .get("digits-roles")
-            .await
-            .ok()?
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Degraded")?;
+        let c = condition(&mds, "digits-roles", "Degraded").await?;
         c.message.contains("failed").then_some(c.message)
     })
     .await;
