@@ -93,8 +93,10 @@ pub enum Error {
     FeedbackFull { id: String, limit: i64 },
 
     // --- the server's own failures (5xx) ---
-    #[error("database: {0}")]
-    Database(String),
+    #[error("database: {what}: {source}")]
+    Database { what: &'static str, source: sqlx::Error },
+    #[error("database migration failed: {0}")]
+    Migration(#[source] sqlx::migrate::MigrateError),
     #[error("inference failed for model '{model}': {reason}")]
     Inference { model: String, reason: String },
 }
@@ -132,7 +134,8 @@ impl Error {
             | Error::Pull { .. }
             | Error::Bind { .. }
             | Error::Serve(_)
-            | Error::Database(_)
+            | Error::Database { .. }
+            | Error::Migration(_)
             | Error::Inference { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -173,7 +176,8 @@ impl Error {
             | Error::Pull { .. }
             | Error::Bind { .. }
             | Error::Serve(_)
-            | Error::Database(_)
+            | Error::Database { .. }
+            | Error::Migration(_)
             | Error::Inference { .. } => Outcome::Error,
         }
     }
@@ -250,7 +254,7 @@ impl From<sqlx::Error> for Error {
             {
                 Error::DatabaseUnavailable(e.to_string())
             }
-            other => Error::Database(other.to_string()),
+            other => Error::Database { what: "the query failed", source: other },
         }
     }
 }

@@ -25,7 +25,7 @@ pub fn connect_options(
 ) -> Result<PgConnectOptions, Error> {
     let ms = statement_timeout.as_millis();
     Ok(PgConnectOptions::from_str(url)
-        .map_err(|e| Error::Database(format!("DATABASE_URL is not usable: {e}")))?
+        .map_err(|source| Error::Database { what: "DATABASE_URL is not usable", source })?
         .application_name(name)
         .options([
             ("statement_timeout", ms.to_string()),

@@ -136,7 +136,7 @@ pub async fn migrate_url(url: &str, retention: Duration) -> Result<(), Error> {
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await?;
-    migrate(&pool).await.map_err(|e| Error::Database(format!("migration failed: {e}")))?;
+    migrate(&pool).await.map_err(Error::Migration)?;
     let done = super::partitions::maintain(&pool, retention, chrono::Utc::now()).await?;
     let progress = super::backfill::Progress::new();
     if let Some(moved) = super::backfill::run(&pool, retention, chrono::Utc::now(), &progress).await? {

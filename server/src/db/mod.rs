@@ -37,7 +37,7 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(15 * 60);
 
 /// Migrations and today's partitions, for tools and tests that write to the tables directly.
 pub async fn setup(pool: &PgPool) -> Result<(), Error> {
-    migrate(pool).await.map_err(|e| Error::Database(format!("migration failed: {e}")))?;
+    migrate(pool).await.map_err(Error::Migration)?;
     partitions::maintain(pool, Duration::ZERO, chrono::Utc::now()).await?;
     Ok(())
 }
