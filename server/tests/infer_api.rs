@@ -387,3 +387,18 @@ async fn metrics_count_inferences_by_model_protocol_and_outcome() {
     );
     assert!(m.contains("kubeinfer_model_load_duration_seconds{model=\"affine\",version=\"1\"}"));
 }
+
+#[tokio::test]
+async fn an_inference_refused_before_its_body_is_read_says_the_connection_closes() {
+    let app = common::start(&["affine"], common::defaults());
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]});
+    let unknown = app.post_json("/v2/models/nope/infer", &body).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.headers["connection"], "close", "a client must not reuse it");
+    let wrong_version = app.post_json("/v2/models/affine/versions/9/infer", &body).await;
+    assert_eq!(wrong_version.status, 404);
+    assert_eq!(wrong_version.headers["connection"], "close");
+    let answered = app.post_json("/v2/models/affine/infer", &body).await;
+    assert_eq!(answered.status, 200);
+    assert!(answered.headers.get("connection").is_none(), "a read body keeps the connection");
+}
