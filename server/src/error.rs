@@ -8,6 +8,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::outcome::Outcome;
 
+/// What lies under a runtime failure: the library's own error, kept as the source, or a sentence where
+/// there is none. Configuration errors (layout, config files, API keys) keep a `reason` sentence about
+/// the file instead, and pull errors keep text redacted of the credentials a URI may carry.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // --- start-up ---
@@ -16,22 +21,22 @@ pub enum Error {
          wheel on PyPI, or point --ort-library (or ORT_DYLIB_PATH) at libonnxruntime.so"
     )]
     OrtLibraryMissing { path: PathBuf },
-    #[error("cannot load the ONNX Runtime library {path}: {reason}")]
-    OrtLibrary { path: PathBuf, reason: String },
+    #[error("cannot load the ONNX Runtime library {path}: {source}")]
+    OrtLibrary { path: PathBuf, source: Cause },
     #[error("{path}: {reason}")]
     Layout { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     ModelConfig { path: PathBuf, reason: String },
-    #[error("cannot load model {path}: {reason}")]
-    ModelLoad { path: PathBuf, reason: String },
+    #[error("cannot load model {path}: {source}")]
+    ModelLoad { path: PathBuf, source: Cause },
     #[error("API keys file {path}: {reason}")]
     ApiKeys { path: PathBuf, reason: String },
     #[error("pull {uri}: {reason}")]
     Pull { uri: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
-    #[error("the HTTP server failed: {0}")]
-    Serve(String),
+    #[error("the {what} server failed: {source}")]
+    Serve { what: &'static str, source: Cause },
 
     // --- the caller's mistakes (4xx) ---
     #[error("no such route: {0}")]
@@ -97,8 +102,8 @@ pub enum Error {
     Database { what: &'static str, source: sqlx::Error },
     #[error("database migration failed: {0}")]
     Migration(#[source] sqlx::migrate::MigrateError),
-    #[error("inference failed for model '{model}': {reason}")]
-    Inference { model: String, reason: String },
+    #[error("inference failed for model '{model}': {source}")]
+    Inference { model: String, source: Cause },
 }
 
 impl Error {
@@ -133,7 +138,7 @@ impl Error {
             | Error::ApiKeys { .. }
             | Error::Pull { .. }
             | Error::Bind { .. }
-            | Error::Serve(_)
+            | Error::Serve { .. }
             | Error::Database { .. }
             | Error::Migration(_)
             | Error::Inference { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -175,7 +180,7 @@ impl Error {
             | Error::ApiKeys { .. }
             | Error::Pull { .. }
             | Error::Bind { .. }
-            | Error::Serve(_)
+            | Error::Serve { .. }
             | Error::Database { .. }
             | Error::Migration(_)
             | Error::Inference { .. } => Outcome::Error,
@@ -304,19 +309,19 @@ mod tests {
         );
         let shed = Error::Shed { model: "m".into(), predicted: Duration::ZERO, target: Duration::ZERO };
         assert_eq!(shed.outcome(), Outcome::Shed);
-        assert_eq!(Error::Inference { model: "m".into(), reason: "r".into() }.outcome(), Outcome::Error);
+        assert_eq!(Error::Inference { model: "m".into(), source: "r".into() }.outcome(), Outcome::Error);
     }
 
     #[test]
     fn server_failures_are_500() {
-        let e = Error::Inference { model: "m".into(), reason: "boom".into() };
+        let e = Error::Inference { model: "m".into(), source: "boom".into() };
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.to_string(), "inference failed for model 'm': boom");
     }
 
     #[tokio::test]
     async fn a_500_tells_the_caller_a_fixed_message_and_an_id_and_keeps_the_detail_for_the_log() {
-        let response = Error::Inference { model: "m".into(), reason: "onnxruntime: node 7 failed".into() }
+        let response = Error::Inference { model: "m".into(), source: "onnxruntime: node 7 failed".into() }
             .into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();

@@ -114,7 +114,7 @@ pub fn version(
         runners.push(Box::new(session));
     }
     let signature = signature
-        .ok_or_else(|| Error::ModelLoad { path: path.to_path_buf(), reason: "no instances".into() })?;
+        .ok_or_else(|| Error::ModelLoad { path: path.to_path_buf(), source: "no instances".into() })?;
     let elapsed = started.elapsed();
     model_metrics.load.set(elapsed.as_secs_f64());
     let info = ModelInfo {

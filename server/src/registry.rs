@@ -79,7 +79,10 @@ impl ServedModel {
             idle_spin: info.settings.idle_spin,
         };
         let batcher = Batcher::start(&info.name, runners, config, &metrics, stats.clone()).map_err(|e| {
-            Error::ModelLoad { path: info.path.clone(), reason: format!("cannot start its threads: {e}") }
+            Error::ModelLoad {
+                path: info.path.clone(),
+                source: format!("cannot start its threads: {e}").into(),
+            }
         })?;
         Ok(ServedModel { info, max_rows, stats, metrics, batcher })
     }
@@ -267,11 +270,12 @@ fn batches(info: &ModelInfo) -> Result<bool, Error> {
     if let Some(input) = info.signature.inputs.iter().find(|t| forced && !t.open_leading_dim()) {
         return Err(Error::ModelLoad {
             path: info.path.clone(),
-            reason: format!(
+            source: format!(
                 "batchable = true, but input '{}' has shape {:?}, whose first dimension is not open, so \
                  requests cannot be stacked along it",
                 input.name, input.dims
-            ),
+            )
+            .into(),
         });
     }
     Ok(forced)

@@ -150,7 +150,7 @@ async fn load_models(
         Ok(loaded) => loaded.map(Arc::new),
         Err(join) => Err(Error::ModelLoad {
             path: args.model_repository.clone().unwrap_or_default(),
-            reason: format!("loader crashed: {join}"),
+            source: join.into(),
         }),
     }
 }
@@ -171,9 +171,12 @@ async fn until_drained(
         tokio::time::sleep(timeout).await;
     };
     let both = async {
-        let http = http.await.map_err(|join| Error::Serve(join.to_string()));
+        let http = http.await.map_err(|join| Error::Serve { what: "HTTP", source: join.into() });
         let grpc = match grpc {
-            Some(grpc) => grpc.await.map_err(|join| Error::Serve(join.to_string())).and_then(|served| served),
+            Some(grpc) => grpc
+                .await
+                .map_err(|join| Error::Serve { what: "gRPC", source: join.into() })
+                .and_then(|served| served),
             None => Ok(()),
         };
         http.and(grpc)

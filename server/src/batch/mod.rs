@@ -147,11 +147,11 @@ impl Batcher {
                 Err(Error::BadRequest(format!("model '{}' rejected the request: {reason}", self.model)))
             }
             Ok(Err(Failure::Inference { reason, .. })) => {
-                Err(Error::Inference { model: self.model.clone(), reason })
+                Err(Error::Inference { model: self.model.clone(), source: reason.into() })
             }
             Err(_) => Err(Error::Inference {
                 model: self.model.clone(),
-                reason: "the model instance stopped".into(),
+                source: "the model instance stopped".into(),
             }),
         }
     }

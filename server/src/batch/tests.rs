@@ -238,7 +238,7 @@ async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
     let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(TritonStats::default())).unwrap();
     let first = batcher.submit(x(&[1.0]), 1, false, LONG).await;
     assert!(
-        matches!(&first, Err(Error::Inference { reason, .. }) if reason == "the model runner panicked"),
+        matches!(&first, Err(Error::Inference { source, .. }) if source.to_string() == "the model runner panicked"),
         "{first:?}"
     );
     let second = batcher.submit(x(&[1.0]), 1, false, LONG).await.unwrap();

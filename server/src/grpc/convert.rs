@@ -11,7 +11,7 @@ use crate::stats::{StatDuration, TritonStatsJson};
 /// `/v2/models/{m}/config`'s JSON as the ModelConfig message (protobuf's JSON mapping reads Triton's
 /// field and enum names as they are).
 pub fn model_config(json: &serde_json::Value) -> Result<ModelConfig, Error> {
-    let fail = |reason: String| Error::Inference { model: json["name"].to_string(), reason };
+    let fail = |reason: String| Error::Inference { model: json["name"].to_string(), source: reason.into() };
     let descriptor = crate::model::triton::message_descriptor("inference.ModelConfig").map_err(fail)?;
     let message = DynamicMessage::deserialize(descriptor, json.clone())
         .map_err(|e| fail(format!("its configuration does not fit ModelConfig: {e}")))?;

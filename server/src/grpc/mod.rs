@@ -52,7 +52,7 @@ pub async fn serve(
             .add_service(inference)
             .serve_with_incoming_shutdown(incoming, stop)
             .await
-            .map_err(|e| Error::Serve(format!("gRPC: {e}")))
+            .map_err(|e| Error::Serve { what: "gRPC", source: e.into() })
     }))
 }
 

@@ -126,10 +126,9 @@ async fn offload<T: Send + 'static>(
     if bytes < OFFLOAD_BYTES {
         return Ok(work());
     }
-    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Inference {
-        model: model.info.name.clone(),
-        reason: format!("decoding or encoding on the blocking pool failed: {e}"),
-    })
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Inference { model: model.info.name.clone(), source: e.into() })
 }
 
 /// Decodes, infers and encodes; `request_id` receives the request's `id` once it is known.
@@ -170,9 +169,8 @@ async fn answer(
     };
     let encoding = if encoded.header_length.is_some() { Encoding::BinaryTensors } else { Encoding::Json };
     let answer = Answer { body: Bytes::from(encoded.body), encoding, predicted };
-    let response = response.body(Body::from(answer.body.clone())).map_err(|e| Error::Inference {
-        model: model.info.name.clone(),
-        reason: format!("cannot build the response: {e}"),
-    })?;
+    let response = response
+        .body(Body::from(answer.body.clone()))
+        .map_err(|e| Error::Inference { model: model.info.name.clone(), source: e.into() })?;
     Ok((response, outcome, answer))
 }

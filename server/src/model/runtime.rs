@@ -45,12 +45,12 @@ pub fn environment(path: &Path) -> Result<Environment, Error> {
         return Ok(env.clone());
     }
     let builder = ort::init_from(path)
-        .map_err(|e| Error::OrtLibrary { path: path.to_path_buf(), reason: load_error(&e) })?;
+        .map_err(|e| Error::OrtLibrary { path: path.to_path_buf(), source: load_error(&e).into() })?;
     let env = builder
         .with_name("kubeinfer")
         .with_telemetry(false)
         .build()
-        .map_err(|e| Error::OrtLibrary { path: path.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| Error::OrtLibrary { path: path.to_path_buf(), source: e.into() })?;
     *slot = Some(env.clone());
     Ok(env)
 }

@@ -25,7 +25,8 @@ impl OnnxSession {
     pub fn load(env: &Environment, path: &Path, options: SessionOptions) -> Result<Self, Error> {
         let fail = |reason: String| Error::ModelLoad {
             path: path.to_path_buf(),
-            reason: reason.trim_end().to_string(),
+            // ONNX Runtime's messages end in a newline.
+            source: reason.trim_end().into(),
         };
         let session = build(env, path, options).map_err(|e| fail(e.to_string()))?;
         let signature = Signature {
