@@ -109,6 +109,85 @@ async fn a_row_postgres_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_wr
     let m = app.metrics().await;
     assert_eq!(common::sample(&m, r#"kubeinfer_prediction_log_dropped_total{reason="refused"}"#), 1.0);
     assert_eq!(dropped(&m), 1.0);
+    let rolled: i64 =
+        sqlx::query_scalar("SELECT sum(requests)::int8 FROM prediction_rollups WHERE period = 'hour'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rolled, 2, "the stats count the rows written one by one, and not the refused one");
+}
+
+type RollupRow = (String, String, chrono::DateTime<chrono::Utc>, i64, i64, i64, i64, Vec<i64>);
+
+async fn rollups(pool: &PgPool) -> Vec<RollupRow> {
+    sqlx::query_as(
+        "SELECT model, period, start, requests, errors, successes, batch_rows, latency FROM prediction_rollups \
+         ORDER BY model, period, start",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writers_rollups_are_what_postgres_recounts_from_the_rows_and_a_retried_row_counts_once() {
+    use kubeinfer_server::db::{PredictionRow, queries::Prediction, rollups::BOUNDS};
+    let mut a = args(&fresh_database());
+    a.prediction_log_flush_interval = Duration::from_millis(100);
+    let (app, log, pool) = start_with_log(&["affine"], a).await;
+    let now = chrono::Utc::now();
+    // Two models over ten minutes; latencies on every bucket bound, a microsecond below it, and far
+    // past the last (two hours); one row in ten a timeout.
+    let rows: Vec<PredictionRow> = (0..600i64)
+        .map(|i| {
+            let bound = BOUNDS[(i as usize / 3) % BOUNDS.len()];
+            let total_us = [bound, bound - 1, 7_200_000_000][i as usize % 3];
+            let prediction = Prediction {
+                id: uuid::Uuid::now_v7(),
+                request_id: None,
+                model: ["affine", "digits"][i as usize % 2].into(),
+                model_version: 1,
+                client_id: None,
+                created_at: now - chrono::Duration::seconds(i),
+                queue_us: 0,
+                compute_us: 0,
+                total_us,
+                batch_size: (i % 8) as i32,
+                outcome: if i % 10 == 0 { "timeout" } else { "success" }.into(),
+                protocol: "rest".into(),
+                error: None,
+                predicted_class: None,
+                predicted_score: None,
+            };
+            PredictionRow { prediction, payload: None, response: None }
+        })
+        .collect();
+    // The first row already reached the table (a batch whose answer was lost, then retried).
+    let p = rows[0].prediction.clone();
+    sqlx::query(
+        "INSERT INTO predictions (id, model, model_version, created_at, queue_us, compute_us, total_us, batch_size, outcome) \
+         VALUES ($1, $2, 1, $3, 0, 0, $4, $5, $6)",
+    )
+    .bind(p.id)
+    .bind(&p.model)
+    .bind(p.created_at)
+    .bind(p.total_us)
+    .bind(p.batch_size)
+    .bind(&p.outcome)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for row in rows {
+        log.record(row);
+    }
+    assert_eq!(wait_for_metric(&app, "kubeinfer_prediction_log_rows_written_total", 600.0).await, 600.0);
+    let written = rollups(&pool).await;
+    let hours: i64 = written.iter().filter(|r| r.1 == "hour").map(|r| r.3).sum();
+    assert_eq!(hours, 599, "the row that was already there is not counted again");
+
+    sqlx::query("DELETE FROM predictions WHERE id = $1").bind(p.id).execute(&pool).await.unwrap();
+    sqlx::query("SELECT prediction_rollups_rebuild('-infinity')").execute(&pool).await.unwrap();
+    assert_eq!(written, rollups(&pool).await, "the writer and Postgres disagree on a rollup");
 }
 
 /// Rows dropped for any reason.

@@ -208,6 +208,11 @@ async fn an_unpartitioned_log_of_a_million_rows_is_moved_keeping_the_retained_wi
     assert_eq!(count("SELECT count(*) FROM predictions").await, kept);
     assert_eq!(count("SELECT count(*) FROM feedback").await, kept_feedback);
     assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname LIKE '%_unpartitioned'").await, 0);
+    assert_eq!(
+        count("SELECT sum(requests)::int8 FROM prediction_rollups WHERE period = 'hour'").await,
+        kept,
+        "the stats count every moved row"
+    );
     let found = kubeinfer_server::db::queries::get(&pool, sample).await.unwrap();
     assert_eq!(found.map(|p| p.prediction.id), Some(sample), "a moved row is found by its id");
     assert_eq!(
@@ -281,4 +286,6 @@ async fn with_migrations_off_a_server_with_a_dml_only_role_waits_for_the_schema_
     let id = page["predictions"][0]["id"].as_str().unwrap().to_string();
     let feedback = app.post_json(&format!("/api/predictions/{id}/feedback"), &json!({"label": "3"})).await;
     assert_eq!(feedback.status, 201, "the DML role adds feedback");
+    let stats = app.get("/api/models/affine/stats?window=5m").await.json();
+    assert_eq!(stats["count"], 1, "the DML role adds to the rollups and reads them: {stats}");
 }

@@ -145,6 +145,11 @@ pub async fn run(
         }
     }
     progress.remaining.set(0);
+    // Moved rows bypassed the writer and its rollups: recount the stats from the oldest of them on. Moves
+    // go newest first, so this also covers rows an interrupted earlier run moved.
+    if let Some(first) = first.filter(|_| moved > 0) {
+        sqlx::query("SELECT prediction_rollups_rebuild($1)").bind(first).execute(&mut conn).await?;
+    }
     sqlx::query("DROP TABLE feedback_unpartitioned, predictions_unpartitioned").execute(&mut conn).await?;
     tracing::info!(moved, "the prediction log is partitioned; the old tables are dropped");
     conn.close().await?;

@@ -10,6 +10,8 @@ pub mod log_metrics;
 pub mod migrate;
 pub mod partitions;
 pub mod queries;
+pub mod rollups;
+pub mod stats;
 pub mod writer;
 
 use std::future::Future;
@@ -62,8 +64,8 @@ pub struct PredictionLog {
     metrics: WriterMetrics,
     pub payloads: PayloadMode,
     pub payload_max_bytes: usize,
-    pub stats_cache: TtlCache<queries::ModelWindow>,
-    pub models_cache: TtlCache<Vec<queries::ModelAggregates>>,
+    pub stats_cache: TtlCache<stats::ModelWindow>,
+    pub models_cache: TtlCache<Vec<stats::ModelAggregates>>,
     query_duration: HistogramVec,
     deadline: Duration,
     shutdown_grace: Duration,

@@ -109,6 +109,7 @@ async fn maintain_locked(
             done.dropped += 1;
         }
     }
+    super::rollups::expire(conn, now, retention).await?;
     Ok(done)
 }
 

@@ -5,15 +5,18 @@
 //! dropped and counted. The pool reconnects by itself. A batch the database refuses for its data (not
 //! its availability) is retried row by row, so one bad row costs only itself.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use super::buffer::ByteBudget;
 use super::log_metrics::{Drop, WriterMetrics};
 use super::queries::Prediction;
+use super::rollups;
 
 /// One logged inference on its way to the table; the request payload and the response are JSON text,
 /// written as they are.
@@ -53,7 +56,7 @@ pub struct Writer {
 }
 
 // ON CONFLICT without a target: any unique key (the primary key is (id, created_at)) makes a retried
-// batch that did reach the table a no-op.
+// batch that did reach the table a no-op, and RETURNING says which rows were new, for the rollups.
 const INSERT: &str = "INSERT INTO predictions (id, request_id, model, model_version, client_id, created_at, \
      queue_us, compute_us, total_us, batch_size, outcome, error, payload, response, predicted_class, \
      predicted_score, protocol) \
@@ -64,7 +67,7 @@ const INSERT: &str = "INSERT INTO predictions (id, request_id, model, model_vers
      $15::int4[], $16::float4[], $17::text[]) \
      AS r(id, request_id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, \
      batch_size, outcome, error, payload, response, predicted_class, predicted_score, protocol) \
-     ON CONFLICT DO NOTHING";
+     ON CONFLICT DO NOTHING RETURNING id";
 
 impl Writer {
     /// Runs until every sender is gone and the last rows are flushed (or given up after the grace time).
@@ -188,8 +191,11 @@ fn column<'a, T>(rows: &'a [PredictionRow], f: impl Fn(&'a PredictionRow) -> T) 
     rows.iter().map(f).collect()
 }
 
+/// Inserts the rows and adds the new ones to the rollups, in one transaction: the stats count a row
+/// exactly when the log holds it.
 async fn insert(pool: &PgPool, rows: &[PredictionRow]) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT)
+    let mut tx = pool.begin().await?;
+    let inserted: HashSet<Uuid> = sqlx::query_scalar(INSERT)
         .bind(column(rows, |r| r.prediction.id))
         .bind(column(rows, |r| r.prediction.request_id.as_deref()))
         .bind(column(rows, |r| r.prediction.model.as_str()))
@@ -207,7 +213,11 @@ async fn insert(pool: &PgPool, rows: &[PredictionRow]) -> Result<(), sqlx::Error
         .bind(column(rows, |r| r.prediction.predicted_class))
         .bind(column(rows, |r| r.prediction.predicted_score))
         .bind(column(rows, |r| r.prediction.protocol.as_str()))
-        .execute(pool)
-        .await?;
-    Ok(())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let new = rows.iter().map(|r| &r.prediction).filter(|p| inserted.contains(&p.id));
+    rollups::add(&mut tx, &rollups::fold(new)).await?;
+    tx.commit().await
 }

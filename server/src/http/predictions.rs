@@ -21,6 +21,7 @@ use super::predictions_params::{
 use super::{SharedState, schemas};
 use crate::db::PredictionLog;
 use crate::db::queries::{self, Cursor, Feedback};
+use crate::db::stats::{self, Stats};
 use crate::error::Error;
 
 pub fn router() -> Router<SharedState> {
@@ -149,7 +150,7 @@ async fn add_feedback(
     }
 }
 
-fn stats_json(s: &queries::Stats) -> Value {
+fn stats_json(s: &Stats) -> Value {
     let ms = |us: Option<f64>| us.map(|v| v / 1000.0);
     json!({
         "count": s.count,
@@ -183,14 +184,14 @@ async fn model_stats(
         .stats_cache
         .get_or_load(&key, || async {
             let stats =
-                log.query("model_stats", queries::model_stats(log.pool(), &model, seconds as f64)).await?;
+                log.query("model_stats", stats::model_stats(log.pool(), &model, seconds as f64)).await?;
             let agreement =
-                log.query("label_agreement", queries::agreement(log.pool(), &model, seconds as f64)).await?;
-            Ok::<_, Error>(queries::ModelWindow { stats, agreement })
+                log.query("label_agreement", stats::agreement(log.pool(), &model, seconds as f64)).await?;
+            Ok::<_, Error>(stats::ModelWindow { stats, agreement })
         })
         .await?;
     let mut body = stats_json(&window_stats.stats);
-    let queries::Agreement { labelled, agreeing } = window_stats.agreement;
+    let stats::Agreement { labelled, agreeing } = window_stats.agreement;
     body["agreement"] = json!({
         "labelled": labelled,
         "agreeing": agreeing,
@@ -213,17 +214,10 @@ async fn models(State(state): State<SharedState>) -> Result<Json<Value>, Error> 
     let (all, cached) = log
         .models_cache
         .get_or_load("all:3600", || {
-            log.query("all_models_stats", queries::all_models_stats(log.pool(), 3600.0))
+            log.query("all_models_stats", stats::all_models_stats(log.pool(), 3600.0))
         })
         .await?;
-    let empty = queries::Stats {
-        count: 0,
-        errors: 0,
-        p50_us: None,
-        p95_us: None,
-        p99_us: None,
-        mean_batch_size: None,
-    };
+    let empty = Stats::default();
     let models: Vec<Value> = registry
         .models()
         .map(|(name, versions)| {

@@ -9,10 +9,11 @@ use clap::Args as ClapArgs;
 use kubeinfer_server::config::{DatabaseArgs, MigrateMode, PayloadMode};
 use kubeinfer_server::db::queries::Prediction;
 use kubeinfer_server::db::queries::{self, Cursor, ListFilter};
+use kubeinfer_server::db::stats;
 use kubeinfer_server::db::{PredictionLog, PredictionRow, partitions};
 use kubeinfer_server::metrics::Metrics;
 use kubeinfer_tests::postgres::{Postgres, seed_predictions};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
 #[derive(Debug, ClapArgs)]
@@ -39,12 +40,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("## Prediction log (PostgreSQL 15, fsync on, this machine)\n");
         println!("| writer | rows | time | rows/s | inserts | dropped |");
         println!("|---|---:|---:|---:|---:|---:|");
-        writer(&url, args.rows, None).await?;
+        writer(&url, args.rows, None, "").await?;
+        // What the rollups cost the writer: the same rows with prediction_rollups_add emptied, then restored.
+        let definition: String =
+            sqlx::query_scalar("SELECT pg_get_functiondef('prediction_rollups_add'::regproc)").fetch_one(&pool).await?;
+        sqlx::raw_sql(ROLLUPS_OFF).execute(&pool).await?;
+        writer(&url, args.rows, None, " (rollups off)").await?;
+        sqlx::raw_sql(AssertSqlSafe(definition)).execute(&pool).await?;
         let (json_request, response) = heavy_mlp_payloads();
         // A binary request (perf_analyzer's and tritonclient's way) is kept as its digest.
         let digest = r#"{"sha256":"9f2c0de45b6a1e2f7c9d8b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3d2","bytes":2104,"cut":"binary tensors"}"#;
-        writer(&url, args.rows, Some((digest.to_string(), response.clone()))).await?;
-        writer(&url, args.rows / 3, Some((json_request, response))).await?;
+        writer(&url, args.rows, Some((digest.to_string(), response.clone())), "").await?;
+        writer(&url, args.rows / 3, Some((json_request, response)), "").await?;
         println!();
         queries(&pool, &args).await
     })
@@ -91,7 +98,18 @@ fn row(i: usize, now: chrono::DateTime<Utc>, payloads: Option<&(String, String)>
 }
 
 /// Pushes `rows` through `record()` as fast as this thread can, then waits for them to be written.
-async fn writer(url: &str, rows: usize, payloads: Option<(String, String)>) -> anyhow::Result<()> {
+/// prediction_rollups_add (migration 0010) doing nothing, for the A/B of what the rollups cost.
+const ROLLUPS_OFF: &str = "CREATE OR REPLACE FUNCTION prediction_rollups_add(models TEXT[], periods TEXT[], \
+     starts TIMESTAMPTZ[], requests BIGINT[], errors BIGINT[], successes BIGINT[], batch_rows BIGINT[], \
+     latency BIGINT[], width INTEGER) RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN END $$";
+
+/// Pushes `rows` through `record()` as fast as this thread can, then waits for them to be written.
+async fn writer(
+    url: &str,
+    rows: usize,
+    payloads: Option<(String, String)>,
+    note: &str,
+) -> anyhow::Result<()> {
     let metrics = Metrics::new("bench");
     let args = DatabaseArgs {
         database_url: Some(url.to_string()),
@@ -126,9 +144,9 @@ async fn writer(url: &str, rows: usize, payloads: Option<(String, String)>) -> a
     let written = value("kubeinfer_prediction_log_rows_written_total");
     let flushes = value("kubeinfer_prediction_log_flush_rows_count");
     let what = match payloads {
-        None => "UNNEST batches of 2000, no payloads".to_string(),
+        None => format!("UNNEST batches of 2000, no payloads{note}"),
         Some((request, response)) => format!(
-            "`full`, heavy_mlp: {} B request{}, {} B response, predicted class",
+            "`full`, heavy_mlp: {} B request{}, {} B response, predicted class{note}",
             request.len(),
             if request.contains("\"cut\"") { " (binary, its digest)" } else { " (JSON)" },
             response.len()
@@ -172,14 +190,19 @@ where
 }
 
 async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
-    sqlx::query("TRUNCATE predictions, feedback").execute(pool).await?;
+    sqlx::query("TRUNCATE predictions, feedback, prediction_rollups").execute(pool).await?;
     // A month of traffic for 8 models, newest first, spread over 31 day partitions.
     let seconds_apart = 30.0 * 86400.0 / args.table_rows as f64;
     let today = Utc::now().date_naive();
     let days: Vec<_> = (0..=31).filter_map(|n| today.checked_sub_days(chrono::Days::new(n))).collect();
     partitions::ensure_days(pool, &days).await?;
     seed_predictions(pool, args.table_rows, seconds_apart).await?;
+    // What migration 0010 does to an existing log (the seeded rows bypassed the writer's rollups).
+    let started = Instant::now();
+    sqlx::query("SELECT prediction_rollups_rebuild('-infinity')").execute(pool).await?;
+    let rebuild = started.elapsed();
     sqlx::query("VACUUM ANALYZE predictions").execute(pool).await?;
+    sqlx::query("VACUUM ANALYZE prediction_rollups").execute(pool).await?;
     let page = |model: usize, after: Option<Cursor>| ListFilter {
         model: Some(format!("m{}", model % 8)),
         after,
@@ -204,30 +227,39 @@ async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    let stats_1h = time_runs(args.runs, |i| async move {
-        queries::model_stats(pool, &format!("m{}", i % 8), 3600.0).await?;
-        Ok(())
-    })
-    .await?;
-    let stats_24h = time_runs(args.runs / 3, |i| async move {
-        queries::model_stats(pool, &format!("m{}", i % 8), 86400.0).await?;
-        Ok(())
-    })
-    .await?;
-    let all_1h = time_runs(args.runs / 3, |_| async move {
-        queries::all_models_stats(pool, 3600.0).await?;
-        Ok(())
-    })
-    .await?;
+    let model_stats = |window: f64| {
+        time_runs(args.runs, move |i| async move {
+            stats::model_stats(pool, &format!("m{}", i % 8), window).await?;
+            Ok(())
+        })
+    };
+    let stats_1h = model_stats(3600.0).await?;
+    let stats_24h = model_stats(86400.0).await?;
+    let stats_7d = model_stats(7.0 * 86400.0).await?;
+    let all_models_stats = |window: f64| {
+        time_runs(args.runs, move |_| async move {
+            stats::all_models_stats(pool, window).await?;
+            Ok(())
+        })
+    };
+    let all_1h = all_models_stats(3600.0).await?;
+    let all_24h = all_models_stats(86400.0).await?;
     let rows = [
         ("list, one model, first page of 50", first),
         ("list, one model, page 12 days back (keyset)", later),
         ("list, failures of all models", failures),
         ("stats, one model, 1 h window", stats_1h),
         ("stats, one model, 24 h window", stats_24h),
+        ("stats, one model, 7 d window", stats_7d),
         ("stats, every model, 1 h window", all_1h),
+        ("stats, every model, 24 h window", all_24h),
     ];
     print_queries(args, &rows);
+    println!(
+        "Rollups rebuilt from {} rows (migration 0010 on an existing log) in {:.1} s.\n",
+        args.table_rows,
+        rebuild.as_secs_f64()
+    );
     retention(pool, args.table_rows).await
 }
 
@@ -251,10 +283,8 @@ async fn retention(pool: &PgPool, table_rows: i64) -> anyhow::Result<()> {
 
 fn print_queries(args: &Args, rows: &[(&str, (f64, f64, f64))]) {
     println!(
-        "| query on {} rows (uncached, {} runs; {} for the 24 h and every-model stats) | p50 ms | p99 ms | max ms |",
-        args.table_rows,
-        args.runs,
-        args.runs / 3
+        "| query on {} rows (uncached, {} runs) | p50 ms | p99 ms | max ms |",
+        args.table_rows, args.runs
     );
     println!("|---|---:|---:|---:|");
     for (name, (p50, p99, max)) in rows {
