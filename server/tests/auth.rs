@@ -66,6 +66,10 @@ async fn without_a_key_only_probes_and_metrics_answer() {
     }
     let reply = app.send(Request::post("/v2/models/affine/infer").body(Body::from(INFER)).unwrap()).await;
     assert_eq!(reply.headers["www-authenticate"], "Bearer");
+    assert_eq!(reply.headers["connection"], "close", "refused with its body unread: not to be reused");
+    let probe = app.send(Request::get("/v2/models/affine").body(Body::empty()).unwrap()).await;
+    assert_eq!(probe.status, 401);
+    assert!(probe.headers.get("connection").is_none(), "a request without a body leaves nothing unread");
     assert_eq!(
         call(&app, "POST", "/v2/models/affine/infer", Some("guess-0123456789")).await,
         (401, "the API key is not valid".to_string())

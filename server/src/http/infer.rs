@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 
 use super::log_row::{self, Answer, CLIENT_ID, Encoding, LogEntry};
@@ -53,32 +53,10 @@ async fn infer(
     Path(path): Path<ModelPath>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, Error> {
     let started = Instant::now();
-    let result = match state.registry().and_then(|r| r.get(&path.model, path.version.as_deref())) {
-        Ok(model) => {
-            model
-                .counted(Protocol::Rest, started, read_and_answer(&state, &model, &headers, body, started))
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(response) => response,
-        // Refused before the body was read: hyper will not reuse this connection, so the answer says so,
-        // and a client's pool does not send its next request into a socket that is closing.
-        Err(
-            e @ (Error::ModelNotFound(_)
-            | Error::VersionNotFound { .. }
-            | Error::Loading
-            | Error::Shed { .. }),
-        ) => {
-            let mut response = e.into_response();
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
-        Err(e) => e.into_response(),
-    }
+    let model = state.registry()?.get(&path.model, path.version.as_deref())?;
+    model.counted(Protocol::Rest, started, read_and_answer(&state, &model, &headers, body, started)).await
 }
 
 /// Reads the body (unless the latency target sheds the request first), answers, and logs the answer.

@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+mod close;
 pub mod health;
 mod infer;
 pub mod limits;
@@ -57,6 +58,7 @@ pub fn api_app(state: SharedState, with_metrics: bool) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(middleware::from_fn_with_state(state.clone(), limits::admit))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(close::close_unread))
         .with_state(state)
 }
 
