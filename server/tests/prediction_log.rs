@@ -117,11 +117,12 @@ async fn a_row_postgres_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_wr
     assert_eq!(rolled, 2, "the stats count the rows written one by one, and not the refused one");
 }
 
-type RollupRow = (String, String, chrono::DateTime<chrono::Utc>, i64, i64, i64, i64, Vec<i64>);
+type RollupRow = (String, String, chrono::DateTime<chrono::Utc>, i64, i64, i64, i64, i32, Vec<i64>);
 
 async fn rollups(pool: &PgPool) -> Vec<RollupRow> {
     sqlx::query_as(
-        "SELECT model, period, start, requests, errors, successes, batch_rows, latency FROM prediction_rollups \
+        "SELECT model, period, start, requests, errors, successes, batch_rows, latency_first, latency \
+         FROM prediction_rollups \
          ORDER BY model, period, start",
     )
     .fetch_all(pool)

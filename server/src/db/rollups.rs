@@ -53,10 +53,20 @@ impl Histogram {
         }
     }
 
-    /// Adds another histogram; a shorter or longer one (another binary's) adds what overlaps.
-    pub fn add(&mut self, other: &[i64]) {
-        for (n, m) in self.0.iter_mut().zip(other) {
+    /// Adds counts that start at bucket `first` (a stored histogram's non-empty range).
+    pub fn add_at(&mut self, first: usize, counts: &[i64]) {
+        for (n, m) in self.0.iter_mut().skip(first).zip(counts) {
             *n += m;
+        }
+    }
+
+    /// The buckets from the first non-empty one to the last, and where they start: what is stored.
+    pub fn trimmed(&self) -> (usize, &[i64]) {
+        let first = self.0.iter().position(|&n| n != 0);
+        let last = self.0.iter().rposition(|&n| n != 0);
+        match (first, last) {
+            (Some(first), Some(last)) => (first, &self.0[first..=last]),
+            _ => (0, &[]),
         }
     }
 
@@ -157,8 +167,9 @@ pub fn fold<'a>(rows: impl IntoIterator<Item = &'a Prediction>) -> Rollups {
     rollups
 }
 
-// The histograms travel as one flat array, each row's slice cut out by its ordinal (migration 0010).
-const ADD: &str = "SELECT prediction_rollups_add($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+// The histograms travel as one flat array of their stored ranges, each row's cut out by its offset and
+// length (migration 0010).
+const ADD: &str = "SELECT prediction_rollups_add($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Adds `rollups` to the table, in the caller's transaction (the one that inserted their rows).
 pub async fn add(conn: &mut PgConnection, rollups: &Rollups) -> Result<(), sqlx::Error> {
@@ -167,6 +178,13 @@ pub async fn add(conn: &mut PgConnection, rollups: &Rollups) -> Result<(), sqlx:
     }
     let keys = rollups.keys();
     let values = rollups.values();
+    let stored: Vec<(usize, &[i64])> = values.clone().map(|r| r.latency.trimmed()).collect();
+    let index = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let offsets = stored.iter().scan(0, |at, (_, counts)| {
+        let offset = *at;
+        *at += counts.len();
+        Some(index(offset))
+    });
     sqlx::query(ADD)
         .bind(keys.clone().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>())
         .bind(keys.clone().map(|(_, p, _)| p.as_str()).collect::<Vec<_>>())
@@ -174,9 +192,11 @@ pub async fn add(conn: &mut PgConnection, rollups: &Rollups) -> Result<(), sqlx:
         .bind(values.clone().map(|r| r.requests).collect::<Vec<_>>())
         .bind(values.clone().map(|r| r.errors).collect::<Vec<_>>())
         .bind(values.clone().map(|r| r.successes).collect::<Vec<_>>())
-        .bind(values.clone().map(|r| r.batch_rows).collect::<Vec<_>>())
-        .bind(values.flat_map(|r| r.latency.0.iter().copied()).collect::<Vec<_>>())
-        .bind(buckets() as i32)
+        .bind(values.map(|r| r.batch_rows).collect::<Vec<_>>())
+        .bind(stored.iter().map(|(first, _)| index(*first)).collect::<Vec<_>>())
+        .bind(offsets.collect::<Vec<_>>())
+        .bind(stored.iter().map(|(_, counts)| index(counts.len())).collect::<Vec<_>>())
+        .bind(stored.iter().flat_map(|(_, counts)| counts.iter().copied()).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(())
@@ -267,6 +287,22 @@ mod tests {
         assert_eq!(h.quantile(1.0), Some(1024.0));
         assert_eq!(h.quantile(0.0), Some(940.0));
         assert_eq!(Histogram::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn a_histogram_is_stored_from_its_first_non_empty_bucket_to_its_last_and_added_back_there() {
+        let mut h = Histogram::default();
+        assert_eq!(h.trimmed(), (0, &[][..]));
+        h.record(1000);
+        h.record(1000);
+        h.record(2048);
+        // 2048 us is a bound itself, so it opens bucket 65: [2048, 2234).
+        assert_eq!(h.trimmed(), (56, &[2, 0, 0, 0, 0, 0, 0, 0, 0, 1][..]));
+        let mut sum = Histogram::default();
+        let (first, counts) = h.trimmed();
+        sum.add_at(first, counts);
+        sum.add_at(first, counts);
+        assert_eq!((sum.0[56], sum.0[65], sum.count()), (4, 2, 6));
     }
 
     #[test]

@@ -49,6 +49,7 @@ struct Row {
     errors: i64,
     successes: i64,
     batch_rows: i64,
+    latency_first: i32,
     latency: Vec<i64>,
 }
 
@@ -64,16 +65,16 @@ fn sum_by_model(rows: Vec<Row>) -> Vec<(String, Sums)> {
             s.errors += row.errors;
             s.successes += row.successes;
             s.batch_rows += row.batch_rows;
-            s.latency.add(&row.latency);
+            s.latency.add_at(usize::try_from(row.latency_first).unwrap_or(0), &row.latency);
         }
     }
     out
 }
 
-pub const MODEL_STATS: &str = "SELECT model, requests, errors, successes, batch_rows, latency \
+pub const MODEL_STATS: &str = "SELECT model, requests, errors, successes, batch_rows, latency_first, latency \
      FROM prediction_rollups WHERE model = $1 AND period = $2 AND start >= $3";
 
-pub const ALL_MODELS_STATS: &str = "SELECT model, requests, errors, successes, batch_rows, latency \
+pub const ALL_MODELS_STATS: &str = "SELECT model, requests, errors, successes, batch_rows, latency_first, latency \
      FROM prediction_rollups WHERE period = $1 AND start >= $2 ORDER BY model";
 
 /// One model's stats over the window of `window_seconds` ending now (from a whole minute or hour: see
@@ -140,16 +141,18 @@ pub struct ModelWindow {
 mod tests {
     use super::*;
 
+    /// A stored row whose successes all fall in `bucket`.
     fn row(model: &str, requests: i64, successes: i64, batch_rows: i64, bucket: usize) -> Row {
-        let mut latency = Histogram::default();
-        latency.0[bucket] = successes;
+        let latency = if successes > 0 { vec![successes] } else { vec![] };
+        let latency_first = i32::try_from(bucket).unwrap();
         Row {
             model: model.into(),
             requests,
             errors: requests - successes,
             successes,
             batch_rows,
-            latency: latency.0,
+            latency_first,
+            latency,
         }
     }
 

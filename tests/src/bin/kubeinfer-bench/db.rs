@@ -101,7 +101,7 @@ fn row(i: usize, now: chrono::DateTime<Utc>, payloads: Option<&(String, String)>
 /// prediction_rollups_add (migration 0010) doing nothing, for the A/B of what the rollups cost.
 const ROLLUPS_OFF: &str = "CREATE OR REPLACE FUNCTION prediction_rollups_add(models TEXT[], periods TEXT[], \
      starts TIMESTAMPTZ[], requests BIGINT[], errors BIGINT[], successes BIGINT[], batch_rows BIGINT[], \
-     latency BIGINT[], width INTEGER) RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN END $$";
+     firsts INTEGER[], offsets INTEGER[], lengths INTEGER[], latency BIGINT[]) RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN END $$";
 
 /// Pushes `rows` through `record()` as fast as this thread can, then waits for them to be written.
 async fn writer(
