@@ -26,6 +26,7 @@ pub mod shutdown;
 pub mod state;
 pub mod stats;
 pub mod termination;
+pub mod triton_config;
 pub mod units;
 
 pub use error::Error;

@@ -115,7 +115,7 @@ impl GrpcInferenceService for Inference {
         request: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let model = self.model(&request, &request.get_ref().name, &request.get_ref().version)?;
-        let config = convert::model_config(&crate::http::models::model_config(&model))?;
+        let config = convert::model_config(&crate::triton_config::of(&model))?;
         Ok(Response::new(ModelConfigResponse { config: Some(config) }))
     }
 
