@@ -236,15 +236,19 @@ pub fn changed(md: &ModelDeployment, new: &ModelDeploymentStatus) -> bool {
     md.status.as_ref() != Some(new)
 }
 
-/// Reasons of problems not already reported in the current status: the ones worth an Event.
+/// Problems not already reported in the current status: the ones worth an Event. A problem counts as
+/// reported when its message is a whole item of the Degraded message (items are joined with "; "), not
+/// when it is only a part of another problem's message. (A message that itself holds "; " can still be
+/// taken for the first part of a longer one; the condition keeps only the text.)
 pub fn new_problems<'a>(md: &ModelDeployment, problems: &'a [Problem]) -> Vec<&'a Problem> {
     let reported = md
         .status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded" && c.status == "True"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
-    problems.iter().filter(|p| !reported.contains(&p.message)).collect()
+        .map(|c| format!("; {}; ", c.message));
+    let is_reported =
+        |p: &Problem| reported.as_ref().is_some_and(|r| r.contains(&format!("; {}; ", p.message)));
+    problems.iter().filter(|p| !is_reported(p)).collect()
 }
 
 #[cfg(test)]
@@ -351,6 +355,31 @@ mod tests {
             assert_eq!(ready.message, "Service \"digits\" already exists");
             assert_eq!(find(&s, "Degraded").status, "True");
         }
+    }
+
+    #[test]
+    fn a_problem_is_new_unless_its_whole_message_is_an_item_of_the_reported_degraded_message() {
+        let reported = [
+            Problem::new(reason::SECRET_NOT_FOUND, "Secret db-tls does not exist"),
+            Problem::new(reason::AUTOSCALING_UNAVAILABLE, "no autoscaling/v2"),
+        ];
+        let d = deployment(2, 2, 2);
+        let mut m = md();
+        m.status = Some(compute(
+            &m,
+            &Observed { deployment: Some(&d), problems: &reported, ..Default::default() },
+            &at(100),
+        ));
+        let now = [
+            Problem::new(reason::AUTOSCALING_UNAVAILABLE, "no autoscaling/v2"),
+            // Parts of reported messages, not reported messages.
+            Problem::new(reason::SECRET_NOT_FOUND, "Secret db does not exist"),
+            Problem::new(reason::SECRET_NOT_FOUND, "tls does not exist"),
+            Problem::new(reason::AUTOSCALING_UNAVAILABLE, "no autoscaling"),
+        ];
+        let new: Vec<&str> = new_problems(&m, &now).iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(new, ["Secret db does not exist", "tls does not exist", "no autoscaling"]);
+        assert_eq!(new_problems(&md(), &now[..1]).len(), 1, "nothing is reported without a status");
     }
 
     #[test]
