@@ -372,7 +372,7 @@ mod tests {
         ));
         let now = [
             Problem::new(reason::AUTOSCALING_UNAVAILABLE, "no autoscaling/v2"),
-            // Parts of reported messages, not reported messages.
+            // Not reported: a message beside a reported one, and parts of reported ones.
             Problem::new(reason::SECRET_NOT_FOUND, "Secret db does not exist"),
             Problem::new(reason::SECRET_NOT_FOUND, "tls does not exist"),
             Problem::new(reason::AUTOSCALING_UNAVAILABLE, "no autoscaling"),
