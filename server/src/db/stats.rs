@@ -77,10 +77,12 @@ pub const MODEL_STATS: &str = "SELECT model, requests, errors, successes, batch_
 pub const ALL_MODELS_STATS: &str = "SELECT model, requests, errors, successes, batch_rows, latency_first, latency \
      FROM prediction_rollups WHERE period = $1 AND start >= $2 ORDER BY model";
 
-/// One model's stats over the window of `window_seconds` ending now (from a whole minute or hour: see
-/// `Period::window`).
-pub async fn model_stats(pool: &PgPool, model: &str, window_seconds: f64) -> Result<Stats, sqlx::Error> {
-    let (period, from) = Period::window(window_seconds, Utc::now());
+/// One model's stats over the rows of `period` from `from` on (see `Period::window`).
+pub async fn model_stats(
+    pool: &PgPool,
+    model: &str,
+    (period, from): (Period, DateTime<Utc>),
+) -> Result<Stats, sqlx::Error> {
     let rows: Vec<Row> =
         sqlx::query_as(MODEL_STATS).bind(model).bind(period.as_str()).bind(from).fetch_all(pool).await?;
     Ok(sum_by_model(rows).pop().map(|(_, s)| s).unwrap_or_default().stats())
@@ -122,11 +124,10 @@ pub const AGREEMENT: &str = "SELECT count(*)::int8 AS labelled, \
      JOIN predictions p ON p.id = l.prediction_id AND p.created_at = l.prediction_created_at \
      WHERE p.model = $1 AND p.predicted_class IS NOT NULL";
 
-/// Label agreement over the same predictions as `model_stats`: those since the window's start, bound
-/// as a value (the planner prunes day partitions on a value, and on `now() - interval` only at
+/// Label agreement over the predictions since `from`, the start of the window `model_stats` reads,
+/// bound as a value (the planner prunes day partitions on a value, and on `now() - interval` only at
 /// execution, after opening every partition).
-pub async fn agreement(pool: &PgPool, model: &str, window_seconds: f64) -> Result<Agreement, sqlx::Error> {
-    let (_, from): (Period, DateTime<Utc>) = Period::window(window_seconds, Utc::now());
+pub async fn agreement(pool: &PgPool, model: &str, from: DateTime<Utc>) -> Result<Agreement, sqlx::Error> {
     sqlx::query_as(AGREEMENT).bind(model).bind(from).fetch_one(pool).await
 }
 

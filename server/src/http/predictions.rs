@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::Utc;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -21,6 +22,7 @@ use super::predictions_params::{
 use super::{SharedState, schemas};
 use crate::db::PredictionLog;
 use crate::db::queries::{self, Cursor, Feedback};
+use crate::db::rollups::Period;
 use crate::db::stats::{self, Stats};
 use crate::error::Error;
 
@@ -183,10 +185,11 @@ async fn model_stats(
     let (window_stats, cached) = log
         .stats_cache
         .get_or_load(&key, || async {
-            let stats =
-                log.query("model_stats", stats::model_stats(log.pool(), &model, seconds as f64)).await?;
+            // One window for both, so that they count the same predictions.
+            let window = Period::window(seconds as f64, Utc::now());
+            let stats = log.query("model_stats", stats::model_stats(log.pool(), &model, window)).await?;
             let agreement =
-                log.query("label_agreement", stats::agreement(log.pool(), &model, seconds as f64)).await?;
+                log.query("label_agreement", stats::agreement(log.pool(), &model, window.1)).await?;
             Ok::<_, Error>(stats::ModelWindow { stats, agreement })
         })
         .await?;

@@ -9,6 +9,7 @@ use clap::Args as ClapArgs;
 use kubeinfer_server::config::{DatabaseArgs, MigrateMode, PayloadMode};
 use kubeinfer_server::db::queries::Prediction;
 use kubeinfer_server::db::queries::{self, Cursor, ListFilter};
+use kubeinfer_server::db::rollups::Period;
 use kubeinfer_server::db::stats;
 use kubeinfer_server::db::{PredictionLog, PredictionRow, partitions};
 use kubeinfer_server::metrics::Metrics;
@@ -229,7 +230,7 @@ async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
     .await?;
     let model_stats = |window: f64| {
         time_runs(args.runs, move |i| async move {
-            stats::model_stats(pool, &format!("m{}", i % 8), window).await?;
+            stats::model_stats(pool, &format!("m{}", i % 8), Period::window(window, Utc::now())).await?;
             Ok(())
         })
     };
