@@ -161,6 +161,11 @@ async fn with_a_latency_target_below_the_models_cost_the_first_request_teaches_t
     let shed = app.post_json("/v2/models/affine/infer", &body).await;
     assert_eq!(shed.status, 503);
     assert_eq!(shed.headers["retry-after"], "1");
+    assert_eq!(
+        shed.headers.get("connection"),
+        None,
+        "its small body is read and thrown away, so the connection stays open for the next request"
+    );
     assert!(shed.error().starts_with("model 'affine' would answer in about "), "{}", shed.error());
     assert!(
         shed.error().ends_with(

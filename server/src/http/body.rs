@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, BodyDataStream, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
 use axum::http::{HeaderMap, header};
 use futures::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -17,6 +17,14 @@ use crate::error::Error;
 /// How long, and how much, the rest of a refused body is read before the connection is dropped.
 const LINGER_TIME: Duration = Duration::from_secs(10);
 const LINGER_BYTES: usize = 1 << 30;
+
+/// A body this small that is refused before it was needed (a request shed at arrival) is read and
+/// thrown away, for at most `DISCARD_TIME`: it is almost always in the socket's buffer already, and
+/// reading it keeps the connection open. Left unread, the connection closes (`close.rs`), and under
+/// overload, when refusals are most of the traffic, every refusal would cost the client and the server
+/// a new connection.
+const DISCARD_BYTES: u64 = 64 * 1024;
+const DISCARD_TIME: Duration = Duration::from_millis(100);
 
 /// What a body is charged against the memory budget, per byte: the body itself, the tensors decoded
 /// from it, the outputs and the encoded response are all about its size for most models.
@@ -84,6 +92,17 @@ pub async fn read(
     Ok(Charged { bytes, _budget: budget })
 }
 
+/// Reads and throws away a body of at most `DISCARD_BYTES` (by its declared length), so that the
+/// connection may serve the client's next request; a larger, unsized or slower one is left unread.
+/// Whether it was read to its end.
+pub async fn discard_small(body: Body) -> bool {
+    if body.size_hint().upper().is_none_or(|n| n > DISCARD_BYTES) {
+        return false;
+    }
+    let read = tokio::time::timeout(DISCARD_TIME, axum::body::to_bytes(body, DISCARD_BYTES as usize)).await;
+    matches!(read, Ok(Ok(_)))
+}
+
 /// Reads and discards what the client still sends, off the request's task, so the answer goes out now.
 fn linger(mut stream: BodyDataStream) {
     tokio::spawn(async move {
@@ -118,6 +137,14 @@ mod tests {
     async fn a_body_within_the_limit_is_returned_whole() {
         let body = read(Body::from("0123456789"), &length(10), 10, &limits()).await.unwrap();
         assert_eq!(body.bytes, Bytes::from("0123456789"));
+    }
+
+    #[tokio::test]
+    async fn only_a_body_of_at_most_64_kib_by_its_declared_length_is_read_and_thrown_away() {
+        assert!(discard_small(Body::from(vec![b' '; 64 * 1024])).await);
+        assert!(!discard_small(Body::from(vec![b' '; 64 * 1024 + 1])).await);
+        let unknown = Body::from_stream(futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from("x"))]));
+        assert!(!discard_small(unknown).await, "a body of unknown length may be any length");
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
 //! `Connection: close` on an answer given before the request's body was read to its end: an unknown
-//! route or model, a missing API key, a refused size or memory budget, a request shed at arrival. hyper
-//! does not reuse such a connection but closes it without saying so, and a client that pools connections
-//! (KServe's httpx client, once in make test) sends its next request into the closing socket and gets a
-//! read error. Saying so makes it open a new connection instead.
+//! route or model, a missing API key, a refused size or memory budget, a request over 64 KiB shed at
+//! arrival (`body::discard_small` reads a smaller one through). hyper does not reuse such a connection
+//! but closes it without saying so, and a client that pools connections (KServe's httpx client, once in
+//! make test) sends its next request into the closing socket and gets a read error. Saying so makes it
+//! open a new connection instead.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -67,7 +67,10 @@ async fn read_and_answer(
     body: Body,
     started: Instant,
 ) -> Result<(Response, Inferred), Error> {
-    model.admit_early()?;
+    if let Err(shed) = model.admit_early() {
+        super::body::discard_small(body).await;
+        return Err(shed);
+    }
     let charged = super::body::read(body, headers, state.max_body_bytes, &state.limits).await?;
     let body = &charged.bytes;
     let mut request_id = None;

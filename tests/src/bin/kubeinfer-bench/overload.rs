@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args as ClapArgs;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use kubeinfer_server::units::parse_duration;
 use kubeinfer_tests::process::ServerProcess;
@@ -59,6 +61,8 @@ struct Outcome {
     refused: u64,
     errors: u64,
     sent: u64,
+    /// Connections opened again after the server closed one (a refusal that left its body unread).
+    reconnects: u64,
     /// When the last answer of the window arrived: an overloaded server without a target is still
     /// answering the window's backlog after it ends, and its throughput is counted over that time.
     finished: Option<Instant>,
@@ -87,10 +91,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "\n| server | offered (× capacity) | offered req/s | answered req/s | goodput req/s (≤ {:?}) | \
          goodput / capacity | p50 ms | p99 ms | shed or refused | shed at arrival / in queue | \
-         mean batch | errors |",
+         mean batch | reconnects | errors |",
         args.target
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut learned = Vec::new();
     for (label, flags) in configs {
         let server = start(&args, &flags)?;
         for &multiple in &args.load {
@@ -100,6 +105,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let after = rt.block_on(Counters::scrape(server.addr, &args.model))?;
             print_row(label, multiple, rate, capacity, &mut o, &after.minus(&before), &args);
         }
+        learned.push((label, rt.block_on(learned_costs(server.addr, &args.model))?));
+    }
+    for (label, costs) in learned.iter().filter(|(_, c)| !c.is_empty()) {
+        println!("\n{label}: the learned batch cost at the end, by size class: {costs}");
     }
     Ok(())
 }
@@ -139,6 +148,18 @@ impl Counters {
             shed_in_queue: self.shed_in_queue - before.shed_in_queue,
         }
     }
+}
+
+/// The server's `kubeinfer_batch_cost_seconds`, as "rows: ms" by size class.
+async fn learned_costs(addr: SocketAddr, model: &str) -> anyhow::Result<String> {
+    let text = load::get_text(addr, "/metrics").await?;
+    let prefix = format!(r#"kubeinfer_batch_cost_seconds{{model="{model}",rows=""#);
+    let costs: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix)?.split_once(r#"",version="1"} "#))
+        .filter_map(|(rows, s)| Some(format!("{rows} rows {:.2} ms", s.parse::<f64>().ok()? * 1e3)))
+        .collect();
+    Ok(costs.join(", "))
 }
 
 /// The server on the example models with `flags`, on CPU 1 when pinning.
@@ -185,7 +206,7 @@ fn print_row(
     let mean_batch = if server.batches > 0.0 { server.rows / server.batches } else { f64::NAN };
     println!(
         "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.1}% | {:.0} / {:.0} \
-         | {mean_batch:.1} | {} |",
+         | {mean_batch:.1} | {} | {} |",
         o.answered_us.len() as f64 / answering,
         good / capacity,
         quantile(0.5),
@@ -193,6 +214,7 @@ fn print_row(
         100.0 * share(o.refused),
         server.shed_at_arrival,
         server.shed_in_queue,
+        o.reconnects,
         o.errors
     );
 }
@@ -233,6 +255,7 @@ async fn open_loop(addr: SocketAddr, request: &Prepared, rate: f64, args: &Args)
         total.refused += o.refused;
         total.errors += o.errors;
         total.sent += o.sent;
+        total.reconnects += o.reconnects;
         total.finished = total.finished.max(o.finished);
     })
     .await;
@@ -256,10 +279,7 @@ async fn connection(
     s: Schedule,
     next: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut sender = open(addr).await?;
     let mut o = Outcome::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -268,6 +288,14 @@ async fn connection(
             break;
         }
         tokio::time::sleep_until(at.into()).await;
+        // A client that pools connections opens a new one when the server closed the last; that cost
+        // is the server's doing and is charged to the request's latency.
+        if sender.ready().await.is_err() {
+            sender = open(addr).await?;
+            if at >= s.start {
+                o.reconnects += 1;
+            }
+        }
         let status = load::send(&mut sender, addr, &request).await?;
         if at < s.start {
             continue;
@@ -281,4 +309,12 @@ async fn connection(
         }
     }
     Ok(o)
+}
+
+async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
