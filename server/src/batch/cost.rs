@@ -33,15 +33,17 @@ impl CostModel {
 
     /// The time a batch of `rows` should take: its class's estimate, else the tighter of two bounds
     /// from the nearest classes that have one: a batch costs at most proportionally more than a smaller
-    /// one, and no more than a larger one. `None` before any batch has run (a target is then not
-    /// enforced).
+    /// one, and no more than a larger one. The latter also caps a class's own estimate: a class that
+    /// runs rarely under load (single rows, when batches are full) keeps an outlier for long, and
+    /// would otherwise have every request shed as hopeless. `None` before any batch has run (a target
+    /// is then not enforced).
     pub fn predict(&self, rows: usize) -> Option<Duration> {
         let k = class(rows);
+        let above = self.seconds[k + 1..].iter().flatten().copied().reduce(f64::min);
         let seconds = match self.seconds[k] {
-            Some(s) => s,
+            Some(own) => above.map_or(own, |a| own.min(a)),
             None => {
                 let below = (0..k).rev().find_map(|j| Some(self.seconds[j]? * (1u64 << (k - j)) as f64));
-                let above = (k + 1..CLASSES).find_map(|j| self.seconds[j]);
                 match (below, above) {
                     (Some(b), Some(a)) => b.min(a),
                     (Some(s), None) | (None, Some(s)) => s,
@@ -98,6 +100,17 @@ mod tests {
             Some(ms(20)),
             "4 rows' cost times 8 is 24 ms: 64 rows' 20 ms is tighter"
         );
+    }
+
+    #[test]
+    fn a_class_is_predicted_no_dearer_than_any_larger_one() {
+        let mut cost = CostModel::default();
+        cost.observe(1, ms(7));
+        cost.observe(4, ms(3));
+        cost.observe(64, ms(11));
+        assert_eq!(cost.predict(1), Some(ms(3)), "one row's outlier of 7 ms is capped by 4 rows' 3 ms");
+        assert_eq!(cost.learned(1), Some((1, ms(7))), "the class keeps what it learned");
+        assert_eq!(cost.predict(64), Some(ms(11)));
     }
 
     #[test]

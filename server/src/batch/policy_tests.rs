@@ -225,3 +225,35 @@ fn a_short_queue_is_never_dropped_early() {
     let q = [req(1, 4, t0), req(1, 4, t0 + ms(1))];
     assert_eq!(decide(&q, &targeted(20), &linear(), t0 + ms(15)), Decision::Run(vec![0, 1]));
 }
+
+/// A batch costs 4 ms whatever its size up to 1 row, then 1 ms more per doubling: most of the cost is
+/// fixed, as heavy_mlp's is on two cores.
+fn mostly_fixed() -> CostModel {
+    let mut cost = CostModel::default();
+    for (rows, took) in [(1, 4), (2, 5), (4, 6), (8, 8)] {
+        cost.observe(rows, ms(took));
+    }
+    cost
+}
+
+#[test]
+fn a_queue_shorter_than_a_full_batch_sheds_its_oldest_when_a_later_lead_answers_more_rows_per_second() {
+    let t0 = Instant::now();
+    // At 15 ms the two oldest have 5 ms left: together they take 5 ms (400 rows/s). The five fresh
+    // ones behind them take 8 ms and are due at 35 (625 rows/s).
+    let mut q: Vec<Req> = (0..2).map(|_| req(1, 4, t0)).collect();
+    q.extend((0..5).map(|_| req(1, 4, t0 + ms(15))));
+    assert_eq!(decide(&q, &targeted(20), &mostly_fixed(), t0 + ms(15)), Decision::Shed(vec![0, 1]));
+    assert_eq!(decide(&q[2..], &targeted(20), &mostly_fixed(), t0 + ms(15)), Decision::Run((0..5).collect()));
+    // At 12 ms the oldest have 8 ms left and lead all seven in time: nothing is shed.
+    assert_eq!(decide(&q, &targeted(20), &mostly_fixed(), t0 + ms(12)), Decision::Run((0..7).collect()));
+}
+
+#[test]
+fn requests_are_not_shed_for_a_later_batch_that_answers_no_more_rows_per_second() {
+    let t0 = Instant::now();
+    // Linear cost: the oldest's 4 rows in 8 ms and the fresh lead's 4 rows in 8 ms are as efficient.
+    let mut q: Vec<Req> = (0..4).map(|_| req(1, 4, t0)).collect();
+    q.extend((0..4).map(|_| req(1, 4, t0 + ms(12))));
+    assert_eq!(decide(&q, &targeted(20), &linear(), t0 + ms(12)), Decision::Run((0..4).collect()));
+}
