@@ -16,7 +16,7 @@ use super::{SharedState, schemas};
 use crate::error::Error;
 use crate::metrics::Protocol;
 use crate::protocol::binary::HEADER_LENGTH;
-use crate::protocol::{decode_request, encode_response};
+use crate::protocol::{InferRequest, decode_request, encode_response};
 use crate::registry::{Inferred, ServedModel};
 
 /// The body limit is `body::read`'s (`--max-body-bytes`), which answers 413 without cutting the client off.
@@ -73,8 +73,15 @@ async fn read_and_answer(
     }
     let charged = super::body::read(body, headers, state.max_body_bytes, &state.limits).await?;
     let body = &charged.bytes;
-    let mut request_id = None;
-    let result = answer(model, headers, body, &mut request_id).await;
+    let decoded = decode(model, headers, body).await;
+    let request_id = decoded.as_ref().ok().and_then(|r| r.id.clone()).filter(|id| !id.is_empty());
+    if let Some(id) = &request_id {
+        tracing::Span::current().record("id", id.as_str());
+    }
+    let result = match decoded {
+        Ok(request) => answer(model, request, request_id.as_deref()).await,
+        Err(e) => Err(e),
+    };
     if let Some(log) = &state.predictions {
         let entry = LogEntry {
             model,
@@ -112,13 +119,8 @@ async fn offload<T: Send + 'static>(
         .map_err(|e| Error::Inference { model: model.info.name.clone(), source: e.into() })
 }
 
-/// Decodes, infers and encodes; `request_id` receives the request's `id` once it is known.
-async fn answer(
-    model: &ServedModel,
-    headers: &HeaderMap,
-    body: &Bytes,
-    request_id: &mut Option<String>,
-) -> Result<(Response, Inferred, Answer), Error> {
+/// The request in `body`: JSON, or JSON and binary tensors when `Inference-Header-Content-Length` says so.
+async fn decode(model: &ServedModel, headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, Error> {
     let header_length = match headers.get(HEADER_LENGTH).map(HeaderValue::to_str) {
         None => None,
         Some(Ok(v)) => Some(v),
@@ -127,16 +129,21 @@ async fn answer(
     let (bytes, header_length) = (body.clone(), header_length.map(str::to_owned));
     let decoded =
         offload(model, body.len(), move || decode_request(&bytes, header_length.as_deref())).await?;
-    let request = decoded.map_err(Error::BadRequest)?;
-    *request_id = request.id.clone().filter(|id| !id.is_empty());
-    if let Some(id) = request_id.as_deref() {
-        tracing::Span::current().record("id", id);
-    }
+    decoded.map_err(Error::BadRequest)
+}
+
+/// Infers and encodes the answer to `request`, repeating `request_id` (its `id`, when not empty).
+async fn answer(
+    model: &ServedModel,
+    request: InferRequest,
+    request_id: Option<&str>,
+) -> Result<(Response, Inferred, Answer), Error> {
     let mut outcome = model.infer(request).await?;
     let outputs = std::mem::take(&mut outcome.outputs);
     let predicted = log_row::classify(&outputs);
     let size = outputs.iter().map(|o| o.tensor.data.len() * 4).sum();
-    let (name, version, id) = (model.info.name.clone(), model.info.version.to_string(), request_id.clone());
+    let (name, version, id) =
+        (model.info.name.clone(), model.info.version.to_string(), request_id.map(str::to_owned));
     let encoded =
         offload(model, size, move || encode_response(&name, &version, id.as_deref(), &outputs)).await?;
     let mut response = Response::builder()
