@@ -172,8 +172,9 @@ impl ModelSeries {
             batch_cost: GaugeVec::new(
                 Opts::new(
                     "kubeinfer_batch_cost_seconds",
-                    "The learned time of one batch on one instance, by size class (rows: up to 1, 2, 4, \
-                     8, ...), which sizes batches and sheds requests for the latency target.",
+                    "The learned average time of one batch on one instance, by size class (rows: up to 1, \
+                     2, 4, 8, ...). With twice its average deviation added, it sizes batches and sheds \
+                     requests for the latency target.",
                 ),
                 &["model", "version", "rows"],
             )

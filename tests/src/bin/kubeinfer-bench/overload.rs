@@ -91,10 +91,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "\n| server | offered (× capacity) | offered req/s | answered req/s | goodput req/s (≤ {:?}) | \
          goodput / capacity | p50 ms | p99 ms | shed or refused | shed at arrival / in queue | \
-         mean batch | reconnects | errors |",
+         in time by the server's clock | mean batch | reconnects | errors |",
         args.target
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut learned = Vec::new();
     for (label, flags) in configs {
         let server = start(&args, &flags)?;
@@ -120,6 +120,8 @@ struct Counters {
     batches: f64,
     shed_at_arrival: f64,
     shed_in_queue: f64,
+    answered: f64,
+    within_target: f64,
 }
 
 impl Counters {
@@ -137,6 +139,12 @@ impl Counters {
             batches: value(format!(r#"kubeinfer_inference_batch_size_count{{model="{model}",version="1"}}"#)),
             shed_at_arrival: shed("arrival"),
             shed_in_queue: shed("queue"),
+            answered: value(format!(
+                r#"kubeinfer_inference_requests_total{{model="{model}",outcome="success",protocol="rest",version="1"}}"#
+            )),
+            within_target: value(format!(
+                r#"kubeinfer_inference_within_target_total{{model="{model}",protocol="rest",version="1"}}"#
+            )),
         })
     }
 
@@ -146,6 +154,8 @@ impl Counters {
             batches: self.batches - before.batches,
             shed_at_arrival: self.shed_at_arrival - before.shed_at_arrival,
             shed_in_queue: self.shed_in_queue - before.shed_in_queue,
+            answered: self.answered - before.answered,
+            within_target: self.within_target - before.within_target,
         }
     }
 }
@@ -203,10 +213,15 @@ fn print_row(
         n => o.answered_us[((n - 1) as f64 * q).round() as usize] as f64 / 1000.0,
     };
     let share = |n: u64| if o.sent > 0 { n as f64 / o.sent as f64 } else { 0.0 };
+    // The server counts answers within its target only when it has one.
+    let in_time = match server.within_target > 0.0 {
+        true => format!("{:.1}%", 100.0 * server.within_target / server.answered),
+        false => "-".to_string(),
+    };
     let mean_batch = if server.batches > 0.0 { server.rows / server.batches } else { f64::NAN };
     println!(
         "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.1}% | {:.0} / {:.0} \
-         | {mean_batch:.1} | {} | {} |",
+         | {in_time} | {mean_batch:.1} | {} | {} |",
         o.answered_us.len() as f64 / answering,
         good / capacity,
         quantile(0.5),
