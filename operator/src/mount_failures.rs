@@ -12,17 +12,18 @@ pub const EVENT_SELECTOR: &str = "involvedObject.kind=Pod,reason=FailedMount";
 
 /// Whether any pod waits for its volumes, so that the FailedMount Events are worth a list.
 pub fn any_pending(pods: &[Pod]) -> bool {
-    pods.iter().any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
+    pods.iter().any(is_pending)
+}
+
+fn is_pending(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
 }
 
 /// The problem of the newest FailedMount Event about a Pending pod of `pods`, in the kubelet's words:
 /// `MountVolume.SetUp failed for volume "api-keys" : secret "keys" not found`.
 pub fn failure(pods: &[Pod], events: &[Event]) -> Option<Problem> {
-    let pending: Vec<&str> = pods
-        .iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"))
-        .filter_map(|p| p.metadata.name.as_deref())
-        .collect();
+    let pending: Vec<&str> =
+        pods.iter().filter(|p| is_pending(p)).filter_map(|p| p.metadata.name.as_deref()).collect();
     let newest = events
         .iter()
         .filter(|e| e.reason.as_deref() == Some("FailedMount"))

@@ -81,21 +81,11 @@ async fn a_row_postgres_refuses_is_dropped_alone_and_the_rest_of_its_batch_is_wr
     let (app, log, pool) = start_with_log(&["affine"], a).await;
     let row = |request_id: &str| kubeinfer_server::db::PredictionRow {
         prediction: kubeinfer_server::db::queries::Prediction {
-            id: uuid::Uuid::now_v7(),
             request_id: Some(request_id.to_string()),
-            model: "affine".into(),
-            model_version: 2,
-            client_id: None,
-            created_at: chrono::Utc::now(),
             queue_us: 1,
             compute_us: 2,
             total_us: 3,
-            batch_size: 1,
-            outcome: "success".into(),
-            protocol: "rest".into(),
-            error: None,
-            predicted_class: None,
-            predicted_score: None,
+            ..kubeinfer_server::db::queries::Prediction::answered("affine", 2, chrono::Utc::now())
         },
         payload: None,
         response: None,
@@ -144,21 +134,14 @@ async fn the_writers_rollups_are_what_postgres_recounts_from_the_rows_and_a_retr
             let bound = BOUNDS[(i as usize / 3) % BOUNDS.len()];
             let total_us = [bound, bound - 1, 7_200_000_000][i as usize % 3];
             let prediction = Prediction {
-                id: uuid::Uuid::now_v7(),
-                request_id: None,
-                model: ["affine", "digits"][i as usize % 2].into(),
-                model_version: 1,
-                client_id: None,
-                created_at: now - chrono::Duration::seconds(i),
-                queue_us: 0,
-                compute_us: 0,
                 total_us,
                 batch_size: (i % 8) as i32,
                 outcome: if i % 10 == 0 { "timeout" } else { "success" }.into(),
-                protocol: "rest".into(),
-                error: None,
-                predicted_class: None,
-                predicted_score: None,
+                ..Prediction::answered(
+                    ["affine", "digits"][i as usize % 2],
+                    1,
+                    now - chrono::Duration::seconds(i),
+                )
             };
             PredictionRow { prediction, payload: None, response: None }
         })

@@ -59,6 +59,30 @@ pub struct Prediction {
     pub predicted_score: Option<f32>,
 }
 
+impl Prediction {
+    /// A successful REST prediction of `model` at `created_at`, with a new id and nothing else set: for
+    /// tools and tests that write rows directly, which override the fields they need.
+    pub fn answered(model: &str, model_version: i64, created_at: DateTime<Utc>) -> Prediction {
+        Prediction {
+            id: Uuid::now_v7(),
+            request_id: None,
+            model: model.into(),
+            model_version,
+            client_id: None,
+            created_at,
+            queue_us: 0,
+            compute_us: 0,
+            total_us: 0,
+            batch_size: 1,
+            outcome: "success".into(),
+            protocol: "rest".into(),
+            error: None,
+            predicted_class: None,
+            predicted_score: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Feedback {
     pub id: i64,

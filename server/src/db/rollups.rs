@@ -239,21 +239,10 @@ mod tests {
 
     fn prediction(model: &str, created_at: &str, outcome: &str, total_us: i64, batch: i32) -> Prediction {
         Prediction {
-            id: uuid::Uuid::nil(),
-            request_id: None,
-            model: model.into(),
-            model_version: 1,
-            client_id: None,
-            created_at: at(created_at),
-            queue_us: 0,
-            compute_us: 0,
             total_us,
             batch_size: batch,
             outcome: outcome.into(),
-            protocol: "rest".into(),
-            error: None,
-            predicted_class: None,
-            predicted_score: None,
+            ..Prediction::answered(model, 1, at(created_at))
         }
     }
 

@@ -77,21 +77,17 @@ fn heavy_mlp_payloads() -> (String, String) {
 fn row(i: usize, now: chrono::DateTime<Utc>, payloads: Option<&(String, String)>) -> PredictionRow {
     PredictionRow {
         prediction: Prediction {
-            id: Uuid::now_v7(),
             request_id: Some(format!("req-{i}")),
-            model: format!("m{}", i % 4),
-            model_version: 1,
             client_id: i.is_multiple_of(10).then(|| format!("c{}", i % 97)),
-            created_at: now,
             queue_us: 20,
             compute_us: 300,
             total_us: 400 + (i % 1000) as i64,
             batch_size: 1 + (i % 8) as i32,
             outcome: if i.is_multiple_of(50) { "error" } else { "success" }.to_string(),
             protocol: if i.is_multiple_of(3) { "grpc" } else { "rest" }.to_string(),
-            error: None,
             predicted_class: payloads.map(|_| (i % 10) as i32),
             predicted_score: payloads.map(|_| 0.5),
+            ..Prediction::answered(&format!("m{}", i % 4), 1, now)
         },
         payload: payloads.map(|(request, _)| request.clone()),
         response: payloads.map(|(_, response)| response.clone()),
