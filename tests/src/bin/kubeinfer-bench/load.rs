@@ -2,13 +2,32 @@
 //! another for a fixed time, with request bodies encoded once up front.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use kubeinfer_tests::process::ServerProcess;
 use tokio::net::TcpStream;
+
+/// The server a benchmark starts, and the models it serves.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// The server binary to benchmark (build it with --release).
+    #[arg(long, default_value = "target/release/kubeinfer-server")]
+    pub server: PathBuf,
+    /// Model repository holding the benchmark models.
+    #[arg(long, default_value = "examples/models")]
+    pub models: PathBuf,
+}
+
+impl ServerArgs {
+    pub fn start(&self, flags: &[&str]) -> ServerProcess {
+        ServerProcess::start(&self.server, &self.models, flags)
+    }
+}
 
 /// One prepared request: path, body, the `Inference-Header-Content-Length` for binary bodies, and the
 /// `Authorization` header when the server wants an API key.

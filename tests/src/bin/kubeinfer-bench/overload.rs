@@ -4,7 +4,6 @@
 //! send it, so a server that falls behind is charged for the whole delay (no coordinated omission).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,11 +21,8 @@ use crate::load::{self, Prepared};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// The server binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/kubeinfer-server")]
-    server: PathBuf,
-    #[arg(long, default_value = "examples/models")]
-    models: PathBuf,
+    #[command(flatten)]
+    served: load::ServerArgs,
     /// The model to overload; it must have a single FP32 input of shape [-1, width].
     #[arg(long, default_value = "heavy_mlp")]
     model: String,
@@ -174,7 +170,7 @@ async fn learned_costs(addr: SocketAddr, model: &str) -> anyhow::Result<String> 
 
 /// The server on the example models with `flags`, on CPU 1 when pinning.
 fn start(args: &Args, flags: &[&str]) -> anyhow::Result<ServerProcess> {
-    let server = ServerProcess::start(&args.server, &args.models, flags);
+    let server = args.served.start(flags);
     if args.pin {
         pin(server.pid(), "1")?;
     }

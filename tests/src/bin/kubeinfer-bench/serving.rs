@@ -3,7 +3,7 @@
 //! process (which shares the machine's cores with the server).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::ceiling;
@@ -17,12 +17,8 @@ use kubeinfer_tests::process::ServerProcess;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
-    /// The server binary to benchmark (build it with --release).
-    #[arg(long, default_value = "target/release/kubeinfer-server")]
-    server: PathBuf,
-    /// Model repository holding the benchmark models.
-    #[arg(long, default_value = "examples/models")]
-    models: PathBuf,
+    #[command(flatten)]
+    served: load::ServerArgs,
     /// Models to drive; each must have a single FP32 input of shape [-1, width].
     #[arg(long, value_delimiter = ',', default_value = "heavy_mlp,digits")]
     model: Vec<String>,
@@ -59,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut models = Vec::new();
     for name in &args.model {
-        let path = args.models.join(name).join("1/model.onnx");
+        let path = args.served.models.join(name).join("1/model.onnx");
         let batches = [1, 8, 16, 32, 64, 128, 256];
         let ceiling = ceiling::measure(&env, &path, args.device, &batches, Duration::from_millis(1500))?;
         models.push(Model {
@@ -86,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let rss = server.rss_bytes().unwrap_or(0);
         println!(
             "\n{label}: server RSS after start-up (all {} example models loaded): {:.1} MiB",
-            count_models(&args.models),
+            count_models(&args.served.models),
             rss as f64 / 1048576.0
         );
         for m in &models {
@@ -124,7 +120,7 @@ fn start_server(args: &Args, flags: &[&str]) -> ServerProcess {
     };
     let mut all: Vec<&str> = flags.to_vec();
     all.extend(["--device", &device]);
-    ServerProcess::start(&args.server, &args.models, &all)
+    args.served.start(&all)
 }
 
 fn prepare(m: &Model, format: Format) -> Prepared {
