@@ -4,9 +4,9 @@
 //!
 //! A prediction is the class's average plus twice its average deviation, as TCP's retransmission
 //! timeout adds the deviation to the smoothed round trip. Batch times vary with what else runs on the
-//! cores; predicted by the average alone, half the batches overran it, and under overload the server's
-//! own clock found only 54 to 71 % of answers within the target (heavy_mlp at 1.6x capacity). With
-//! the deviation, 85 to 98 % (docs/benchmarks.md).
+//! cores. Predicted by the average alone, under overload the server's own clock found only 54 to 71 %
+//! of answers within the target (heavy_mlp at 1.6x capacity); with the deviation, 85 to 98 %
+//! (docs/benchmarks.md).
 
 use std::time::Duration;
 
