@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use kubeinfer_tests::process::ServerProcess;
 use tokio::net::TcpStream;
@@ -106,7 +107,7 @@ pub async fn join<T>(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<T>>>, mut
 
 /// POSTs `request` on a connection to `addr` and reads the whole answer; returns its status.
 pub async fn send(
-    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    sender: &mut SendRequest<Full<Bytes>>,
     addr: SocketAddr,
     request: &Prepared,
 ) -> anyhow::Result<u16> {
@@ -129,10 +130,7 @@ async fn user(
     start: Instant,
     end: Instant,
 ) -> anyhow::Result<LoadResult> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
+    let mut sender = connect(addr).await?;
     let mut result = LoadResult::default();
     loop {
         let sent = Instant::now();
@@ -154,10 +152,17 @@ async fn user(
 
 /// GET `path` and return the body as text (for scraping /metrics between points).
 pub async fn get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
+    let mut sender = connect(addr).await?;
     let request = Request::get(path).header("host", addr.to_string()).body(Full::new(Bytes::new()))?;
     let body = sender.send_request(request).await?.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A keep-alive HTTP/1 connection to `addr` (Nagle off, as a latency-minded client sets it).
+pub async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
 }

@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args as ClapArgs;
-use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use kubeinfer_server::units::parse_duration;
 use kubeinfer_tests::process::ServerProcess;
-use tokio::net::TcpStream;
 
 use crate::load::{self, Prepared};
 
@@ -118,6 +114,8 @@ struct Counters {
     shed_in_queue: f64,
     answered: f64,
     within_target: f64,
+    /// The server's latency target in seconds (0: none); a setting, not a count.
+    target: f64,
 }
 
 impl Counters {
@@ -141,6 +139,7 @@ impl Counters {
             within_target: value(format!(
                 r#"kubeinfer_inference_within_target_total{{model="{model}",protocol="rest",version="1"}}"#
             )),
+            target: value(format!(r#"kubeinfer_latency_target_seconds{{model="{model}",version="1"}}"#)),
         })
     }
 
@@ -152,6 +151,7 @@ impl Counters {
             shed_in_queue: self.shed_in_queue - before.shed_in_queue,
             answered: self.answered - before.answered,
             within_target: self.within_target - before.within_target,
+            target: self.target,
         }
     }
 }
@@ -209,8 +209,8 @@ fn print_row(
         n => o.answered_us[((n - 1) as f64 * q).round() as usize] as f64 / 1000.0,
     };
     let share = |n: u64| if o.sent > 0 { n as f64 / o.sent as f64 } else { 0.0 };
-    // The server counts answers within its target only when it has one.
-    let in_time = match server.within_target > 0.0 {
+    // The server counts answers within a target only when it has one.
+    let in_time = match server.target > 0.0 && server.answered > 0.0 {
         true => format!("{:.1}%", 100.0 * server.within_target / server.answered),
         false => "-".to_string(),
     };
@@ -290,7 +290,7 @@ async fn connection(
     s: Schedule,
     next: Arc<AtomicU64>,
 ) -> anyhow::Result<Outcome> {
-    let mut sender = open(addr).await?;
+    let mut sender = load::connect(addr).await?;
     let mut o = Outcome::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -302,7 +302,7 @@ async fn connection(
         // A client that pools connections opens a new one when the server closed the last; that cost
         // is the server's doing and is charged to the request's latency.
         if sender.ready().await.is_err() {
-            sender = open(addr).await?;
+            sender = load::connect(addr).await?;
             if at >= s.start {
                 o.reconnects += 1;
             }
@@ -320,12 +320,4 @@ async fn connection(
         }
     }
     Ok(o)
-}
-
-async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
