@@ -16,8 +16,9 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 
     /// Connections of the writer's pool. The writer has its own pool so that slow /api queries can
-    /// never take the connections it needs.
-    #[arg(long, env = "KUBEINFER_DB_WRITER_CONNECTIONS", default_value_t = 2)]
+    /// never take the connections it needs. It writes a batch on each of them but one, which is left
+    /// for partition maintenance (at least one batch at a time).
+    #[arg(long, env = "KUBEINFER_DB_WRITER_CONNECTIONS", default_value_t = 3)]
     pub db_writer_connections: u32,
 
     /// Connections of the /api query pool.

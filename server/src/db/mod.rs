@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod buffer;
 pub mod cache;
 pub mod connect;
+pub mod copy_rows;
 pub mod log_metrics;
 pub mod migrate;
 pub mod partitions;
@@ -32,10 +33,16 @@ use connect::{Pools, client_deadline};
 use log_metrics::{Drop, PoolGauges, WriterMetrics};
 pub use migrate::{migrate, migrate_url, migrator};
 pub use writer::PredictionRow;
-use writer::Writer;
+use writer::{StopClock, Writer};
 
 /// How often a replica checks the partitions (creating days ahead, dropping expired ones).
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// Batches the writer keeps in flight: all but one of its connections, so that partition maintenance
+/// never waits behind a busy writer.
+pub fn concurrent_flushes(connections: u32) -> usize {
+    connections.saturating_sub(1).max(1) as usize
+}
 
 /// Migrations and today's partitions, for tools and tests that write to the tables directly.
 pub async fn setup(pool: &PgPool) -> Result<(), Error> {
@@ -69,6 +76,7 @@ pub struct PredictionLog {
     query_duration: HistogramVec,
     deadline: Duration,
     shutdown_grace: Duration,
+    stop: Arc<StopClock>,
 }
 
 impl PredictionLog {
@@ -98,11 +106,13 @@ impl PredictionLog {
         let budget =
             Arc::new(ByteBudget::new(args.prediction_log_buffer_bytes, writer_metrics.buffer_bytes.clone()));
         let (sender, rx) = mpsc::unbounded_channel();
+        let stop = Arc::new(StopClock::default());
         let writer = Writer {
             pool: pools.writer.clone(),
             batch: args.prediction_log_batch.max(1),
             interval: args.prediction_log_flush_interval,
-            shutdown_grace: args.prediction_log_shutdown_grace,
+            flushes: concurrent_flushes(args.db_writer_connections),
+            stop: stop.clone(),
             deadline: client_deadline(args.db_statement_timeout),
             budget: budget.clone(),
             metrics: writer_metrics.clone(),
@@ -128,6 +138,7 @@ impl PredictionLog {
             query_duration,
             deadline: client_deadline(args.db_statement_timeout),
             shutdown_grace: args.prediction_log_shutdown_grace,
+            stop,
         }))
     }
 
@@ -173,6 +184,7 @@ impl PredictionLog {
     /// Stops taking rows and waits for the writer to flush what it holds (bounded by the grace time);
     /// logs what was dropped since start, by reason.
     pub async fn shutdown(&self) {
+        self.stop.begin(self.shutdown_grace);
         drop(self.sender.write().unwrap_or_else(|p| p.into_inner()).take());
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(mut handle) = handle {
@@ -238,5 +250,18 @@ async fn maintenance(pool: PgPool, retention: Duration, progress: backfill::Prog
         if let Err(e) = partitions::maintain(&pool, retention, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "prediction log partition maintenance failed; retrying later");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concurrent_flushes;
+
+    #[test]
+    fn the_writer_keeps_one_connection_for_maintenance_and_always_flushes() {
+        assert_eq!(concurrent_flushes(3), 2);
+        assert_eq!(concurrent_flushes(2), 1);
+        assert_eq!(concurrent_flushes(1), 1);
+        assert_eq!(concurrent_flushes(0), 1);
     }
 }

@@ -28,7 +28,7 @@ pub fn fresh_database() -> String {
 pub fn args(url: &str) -> DatabaseArgs {
     DatabaseArgs {
         database_url: Some(url.to_string()),
-        db_writer_connections: 2,
+        db_writer_connections: 3,
         db_api_connections: 4,
         db_statement_timeout: Duration::from_secs(5),
         db_acquire_timeout: Duration::from_secs(2),

@@ -28,6 +28,13 @@ pub struct Args {
     /// Runs of each query.
     #[arg(long, default_value_t = 300)]
     runs: usize,
+    /// Batches in flight for the heavy_mlp rows with outputs, each measured in turn (the writer keeps
+    /// one fewer than its connections).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    in_flight: Vec<u32>,
+    /// Rows per batch for those rows, each measured in turn (the server's default is 2000).
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    batch: Vec<usize>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -39,20 +46,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let pool = PgPool::connect(&url).await?;
         kubeinfer_server::db::setup(&pool).await?;
         println!("## Prediction log (PostgreSQL 15, fsync on, this machine)\n");
-        println!("| writer | rows | time | rows/s | inserts | dropped |");
+        println!("| writer | rows | time | rows/s | batches | dropped |");
         println!("|---|---:|---:|---:|---:|---:|");
-        writer(&url, args.rows, None, "").await?;
+        writer(&url, args.rows, None, Setup::default(), "").await?;
         // What the rollups cost the writer: the same rows with prediction_rollups_add emptied, then restored.
         let definition: String =
             sqlx::query_scalar("SELECT pg_get_functiondef('prediction_rollups_add'::regproc)").fetch_one(&pool).await?;
         sqlx::raw_sql(ROLLUPS_OFF).execute(&pool).await?;
-        writer(&url, args.rows, None, " (rollups off)").await?;
+        writer(&url, args.rows, None, Setup::default(), " (rollups off)").await?;
         sqlx::raw_sql(AssertSqlSafe(definition)).execute(&pool).await?;
         let (json_request, response) = heavy_mlp_payloads();
         // A binary request (perf_analyzer's and tritonclient's way) is kept as its digest.
         let digest = r#"{"sha256":"9f2c0de45b6a1e2f7c9d8b3a4f5e6d7c8b9a0f1e2d3c4b5a69788796a5b4c3d2","bytes":2104,"cut":"binary tensors"}"#;
-        writer(&url, args.rows, Some((digest.to_string(), response.clone())), "").await?;
-        writer(&url, args.rows / 3, Some((json_request, response)), "").await?;
+        let binary = Some((digest.to_string(), response.clone()));
+        for in_flight in &args.in_flight {
+            for batch in &args.batch {
+                let setup = Setup { connections: in_flight + 1, batch: *batch };
+                writer(&url, args.rows, binary.clone(), setup, "").await?;
+            }
+        }
+        writer(&url, args.rows / 3, Some((json_request, response)), Setup::default(), "").await?;
         println!();
         queries(&pool, &args).await
     })
@@ -94,7 +107,19 @@ fn row(i: usize, now: chrono::DateTime<Utc>, payloads: Option<&(String, String)>
     }
 }
 
-/// Pushes `rows` through `record()` as fast as this thread can, then waits for them to be written.
+/// The writer's connections (one more than its batches in flight) and rows per batch.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    connections: u32,
+    batch: usize,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup { connections: 3, batch: 2000 }
+    }
+}
+
 /// prediction_rollups_add (migration 0010) doing nothing, for the A/B of what the rollups cost.
 const ROLLUPS_OFF: &str = "CREATE OR REPLACE FUNCTION prediction_rollups_add(models TEXT[], periods TEXT[], \
      starts TIMESTAMPTZ[], requests BIGINT[], errors BIGINT[], successes BIGINT[], batch_rows BIGINT[], \
@@ -105,17 +130,18 @@ async fn writer(
     url: &str,
     rows: usize,
     payloads: Option<(String, String)>,
+    setup: Setup,
     note: &str,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("bench");
     let args = DatabaseArgs {
         database_url: Some(url.to_string()),
-        db_writer_connections: 2,
+        db_writer_connections: setup.connections,
         db_api_connections: 2,
         db_statement_timeout: Duration::from_secs(30),
         db_acquire_timeout: Duration::from_secs(5),
         prediction_log_buffer_bytes: rows * 16 * 1024,
-        prediction_log_batch: 2000,
+        prediction_log_batch: setup.batch,
         prediction_log_flush_interval: Duration::from_millis(200),
         prediction_log_shutdown_grace: Duration::from_secs(30),
         prediction_log_retention: Duration::ZERO,
@@ -126,10 +152,13 @@ async fn writer(
     };
     let log: Arc<PredictionLog> = PredictionLog::start(url, &args, &metrics)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
+    // The rows are made before the clock starts: on two cores, making them took a tenth of the time
+    // PostgreSQL had, and a server's requests are made by its clients.
     let now = Utc::now();
-    for i in 0..rows {
-        log.record(row(i, now, payloads.as_ref()));
+    let made: Vec<PredictionRow> = (0..rows).map(|i| row(i, now, payloads.as_ref())).collect();
+    let started = Instant::now();
+    for row in made {
+        log.record(row);
     }
     let queued = started.elapsed();
     log.shutdown().await;
@@ -140,15 +169,7 @@ async fn writer(
     };
     let written = value("kubeinfer_prediction_log_rows_written_total");
     let flushes = value("kubeinfer_prediction_log_flush_rows_count");
-    let what = match payloads {
-        None => format!("UNNEST batches of 2000, no payloads{note}"),
-        Some((request, response)) => format!(
-            "`full`, heavy_mlp: {} B request{}, {} B response, predicted class{note}",
-            request.len(),
-            if request.contains("\"cut\"") { " (binary, its digest)" } else { " (JSON)" },
-            response.len()
-        ),
-    };
+    let what = describe(payloads.as_ref(), setup, note);
     println!(
         "| {what} | {written} | {:.2} s | {:.0} | {flushes} | {} |",
         elapsed.as_secs_f64(),
@@ -164,6 +185,24 @@ async fn writer(
         queued.as_secs_f64() * 1e6 / rows as f64
     );
     Ok(())
+}
+
+/// The writer table's first column: what the rows held and how they were written.
+fn describe(payloads: Option<&(String, String)>, setup: Setup, note: &str) -> String {
+    let in_flight = match kubeinfer_server::db::concurrent_flushes(setup.connections) {
+        1 => "1 batch in flight".to_string(),
+        n => format!("{n} batches in flight"),
+    };
+    match payloads {
+        None => format!("COPY batches of {}, no payloads, {in_flight}{note}", setup.batch),
+        Some((request, response)) => format!(
+            "`full`, heavy_mlp: {} B request{}, {} B response, predicted class, batches of {}, {in_flight}{note}",
+            request.len(),
+            if request.contains("\"cut\"") { " (binary, its digest)" } else { " (JSON)" },
+            response.len(),
+            setup.batch
+        ),
+    }
 }
 
 fn quantiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
