@@ -192,9 +192,12 @@ pub async fn mark_pods_ready(client: &kube::Client, namespace: &str, instance: &
     list.items.len()
 }
 
-/// A sample from the Prometheus text of `url` (e.g. an operator's /metrics), or 0.
+/// A sample from the Prometheus text of `url` (e.g. an operator's /metrics); 0 for a series not yet
+/// exported (a labelled counter appears at its first increment). An endpoint that does not answer 200
+/// fails the test: read as 0, it would pass an assertion of "nothing happened".
 pub fn scrape(url: &str, series: &str) -> f64 {
-    let out = Command::new("curl").args(["-s", url]).output().expect("curl runs");
+    let out = Command::new("curl").args(["-sSf", "--max-time", "10", url]).output().expect("curl runs");
+    assert!(out.status.success(), "scraping {url} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))

@@ -19,14 +19,26 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `binary serve` on `repo` and waits (up to a minute) until it is ready.
     pub fn start(binary: &Path, repo: &Path, extra: &[&str]) -> ServerProcess {
+        let server = ServerProcess::launch(binary, repo, extra);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `binary serve` on `repo` and returns once its HTTP port listens, before it is ready.
+    pub fn launch(binary: &Path, repo: &Path, extra: &[&str]) -> ServerProcess {
         let mut cmd = Command::new(binary);
         cmd.args(["--log-format", "json", "serve", "--http-host", "127.0.0.1", "--http-port", "0"])
             .arg("--model-repository")
             .arg(repo)
             .args(extra);
-        let server = ServerProcess::spawn(cmd, "listening");
-        server.wait_ready();
-        server
+        ServerProcess::spawn(cmd, "listening")
+    }
+
+    /// The `addr` of the first event logged so far whose message is `message` (such as "metrics
+    /// listening"), so that a test can let the server choose a port and then find it.
+    pub fn logged_addr(&self, message: &str) -> Option<SocketAddr> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().find_map(|line| announced(line, message))
     }
 
     /// Starts `cmd` (which must log JSON to stderr) and waits for the event whose message is `message`
@@ -52,10 +64,7 @@ impl ServerProcess {
         let message = message.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                    && event["message"] == message.as_str()
-                    && let Some(addr) = event["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())
-                {
+                if let Some(addr) = announced(&line, &message) {
                     let _ = addr_tx.send(addr);
                 }
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
@@ -243,6 +252,15 @@ pub fn with_descendants(pid: u32) -> Vec<u32> {
         i += 1;
     }
     all
+}
+
+/// The `addr` of a JSON log line whose message is `message`, such as the server's "listening".
+fn announced(line: &str, message: &str) -> Option<SocketAddr> {
+    let event = serde_json::from_str::<serde_json::Value>(line).ok()?;
+    if event["message"] != message {
+        return None;
+    }
+    event["addr"].as_str()?.parse().ok()
 }
 
 /// A loopback port free at the time of asking (0 if none could be had).

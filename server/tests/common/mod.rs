@@ -23,12 +23,7 @@ pub mod db;
 pub mod moto;
 pub mod nginx;
 
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the server crate sits in the workspace")
-        .to_path_buf()
-}
+pub use kubeinfer_tests::e2e::workspace;
 
 /// The `kubeinfer-server` binary cargo built for these tests.
 pub fn server_binary() -> &'static Path {
@@ -305,19 +300,31 @@ pub fn files_below(root: &Path) -> Vec<String> {
 }
 
 /// The real server over `repo`, with gRPC on a free port; returns it and gRPC's `127.0.0.1:PORT`.
+///
+/// `--grpc-port 0` turns gRPC off, so the port is chosen here, and another process may take it before
+/// the server binds it: then the server exits, and it is started again on another port.
 pub fn with_grpc(repo: &Path, extra: &[&str]) -> (kubeinfer_tests::process::ServerProcess, String) {
-    let port = kubeinfer_tests::process::free_port().to_string();
-    let mut args = vec!["--grpc-port", port.as_str()];
-    args.extend_from_slice(extra);
-    let server = kubeinfer_tests::process::ServerProcess::start(server_binary(), repo, &args);
-    let addr = format!("127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return (server, addr);
+    const ATTEMPTS: usize = 5;
+    let mut last_log = String::new();
+    for _ in 0..ATTEMPTS {
+        let port = kubeinfer_tests::process::free_port().to_string();
+        let mut args = vec!["--grpc-port", port.as_str()];
+        args.extend_from_slice(extra);
+        let mut server = kubeinfer_tests::process::ServerProcess::launch(server_binary(), repo, &args);
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Some(addr) = server.logged_addr("gRPC listening") {
+                server.wait_ready();
+                return (server, addr.to_string());
+            }
+            if !server.running() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        last_log = server.log_text();
     }
-    panic!("gRPC did not listen on {addr}");
+    panic!("gRPC never listened in {ATTEMPTS} attempts; the last log:\n{last_log}");
 }
 
 /// The first JSON line of `server`'s log that `wanted` accepts, waiting up to 10 s for it to appear.
