@@ -42,7 +42,7 @@ check: test-deps lint ## every test but the images: the quicker loop while devel
 images: ## build the server and operator images (podman or docker; LOCAL_BASES=1: bases made from Debian's archive)
 	scripts/images.sh
 
-image-test: test-deps ## build the images from local bases, start the server image, infer once, run the operator's --help
+image-test: test-deps ## build the images from local bases, start the server image (also as the operator's Deployment runs it), run the operator's --help
 	scripts/image-test.sh
 
 bench: ort test-deps ## benchmarks (serving, prediction log, operator at scale); docs/benchmarks.md records them
