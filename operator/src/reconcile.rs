@@ -39,6 +39,23 @@ pub struct Reconciler {
     namespace: String,
 }
 
+/// What one pass found and did: the status, the events and the log are written from it.
+struct Pass<'a> {
+    deployment: Option<&'a Deployment>,
+    problems: &'a [Problem],
+    /// What the pass built from the spec; none when the spec stopped it.
+    build: Option<&'a Build<'a>>,
+    /// The children it changed, as "created Service digits".
+    changes: &'a [String],
+}
+
+impl<'a> Pass<'a> {
+    /// A pass that built nothing: the spec is refused for `problems`.
+    fn stopped(problems: &'a [Problem]) -> Pass<'a> {
+        Pass { deployment: None, problems, build: None, changes: &[] }
+    }
+}
+
 impl Reconciler {
     pub fn new(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Reconciler {
         let namespace = md.namespace().unwrap_or_else(|| "default".into());
@@ -62,7 +79,7 @@ impl Reconciler {
             Err(problem) => {
                 // Nothing is built from a spec that makes no sense, or names an image the cluster's admin
                 // did not allow; what exists stays as it was.
-                self.finish(None, &[problem], None, &[]).await?;
+                self.finish(Pass::stopped(&[problem])).await?;
                 return Ok(Action::requeue(self.ctx.settings.resync));
             }
         };
@@ -88,7 +105,8 @@ impl Reconciler {
                 let Some(refusal) = refusal(&e) else { return Err(e) };
                 // Shown on the ModelDeployment instead of only in the operator's log; retried later.
                 problems.push(refusal);
-                self.finish(None, &problems, Some(&b), &changes).await?;
+                let pass = Pass { deployment: None, problems: &problems, build: Some(&b), changes: &changes };
+                self.finish(pass).await?;
                 return Ok(Action::requeue(self.ctx.settings.retry));
             }
         };
@@ -107,7 +125,9 @@ impl Reconciler {
                 None => {}
             }
         }
-        self.finish(Some(&deployment), &problems, Some(&b), &changes).await?;
+        let pass =
+            Pass { deployment: Some(&deployment), problems: &problems, build: Some(&b), changes: &changes };
+        self.finish(pass).await?;
         // A rollout under way is looked at again soon: pod failures change no object the operator watches.
         let settled = problems.is_empty() && !unavailable;
         let next = if settled { self.ctx.settings.resync } else { self.ctx.settings.retry };
@@ -259,18 +279,13 @@ impl Reconciler {
     }
 
     /// Writes the status if it changed and publishes Events for what was written and what is newly wrong.
-    async fn finish(
-        &self,
-        deployment: Option<&Deployment>,
-        problems: &[Problem],
-        b: Option<&Build<'_>>,
-        changes: &[String],
-    ) -> Result<(), Error> {
+    async fn finish(&self, pass: Pass<'_>) -> Result<(), Error> {
+        let Pass { deployment, problems, build, changes } = pass;
         let observed = Observed {
             deployment,
             problems,
-            selector: b.map(Build::selector_string),
-            endpoint: b.map(Build::endpoint),
+            selector: build.map(Build::selector_string),
+            endpoint: build.map(Build::endpoint),
         };
         let new = status::compute(&self.md, &observed, &Time(Timestamp::now()));
         if status::changed(&self.md, &new) {

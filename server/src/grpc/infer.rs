@@ -48,8 +48,12 @@ async fn admit_and_answer(
     let client_id = request.metadata().get(CLIENT_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let message = request.into_inner();
     let body = if keep { Bytes::from(message.encode_to_vec()) } else { Bytes::new() };
-    let mut request_id = None;
-    let result = answer(state, model, message, keep, &mut request_id).await;
+    // Unlike a REST body, the message has its id even when its tensors cannot be decoded.
+    let request_id = Some(message.id.clone()).filter(|id| !id.is_empty());
+    if let Some(id) = request_id.as_deref() {
+        tracing::Span::current().record("id", id);
+    }
+    let result = answer(state, model, message, keep).await;
     if let Some(log) = log {
         let entry = LogEntry {
             model,
@@ -65,20 +69,14 @@ async fn admit_and_answer(
     result.map(|(response, outcome, _)| (response, outcome))
 }
 
-/// Decodes, infers within the handler timeout and encodes; `request_id` receives the request's `id`.
-/// `keep`: the answer's bytes are wanted for the log.
+/// Decodes, infers within the handler timeout and encodes. `keep`: the answer's bytes are wanted for
+/// the log.
 async fn answer(
     state: &SharedState,
     model: &ServedModel,
     message: ModelInferRequest,
     keep: bool,
-    request_id: &mut Option<String>,
 ) -> Result<(ModelInferResponse, Inferred, Answer), Error> {
-    // Unlike a REST body, the message has its id even when its tensors cannot be decoded.
-    *request_id = Some(message.id.clone()).filter(|id| !id.is_empty());
-    if let Some(id) = request_id.as_deref() {
-        tracing::Span::current().record("id", id);
-    }
     let decoded = codec::request(message).map_err(Error::BadRequest)?;
     let id = decoded.id.clone();
     let mut outcome = state.limits.within_handler_timeout(model.infer(decoded)).await??;
