@@ -119,9 +119,10 @@ impl Writer {
                 finished(in_flight.join_next().await);
             }
             let writer = writer.clone();
+            let held = Held::new(writer.budget.clone(), &batch);
             in_flight.spawn(async move {
                 writer.flush(&batch).await;
-                writer.budget.release(batch.iter().map(PredictionRow::bytes).sum(), batch.len());
+                drop(held);
             });
         }
         while let Some(done) = in_flight.join_next().await {
@@ -190,6 +191,26 @@ impl Writer {
         self.metrics.flush_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.flush_rows.observe(rows as f64);
         self.metrics.written.inc_by(rows as u64);
+    }
+}
+
+/// A batch's share of the byte budget, given back when its flush ends however it ends: a flush that
+/// panicked must not shrink the buffer for the rest of the process's life.
+struct Held {
+    budget: Arc<ByteBudget>,
+    bytes: usize,
+    rows: usize,
+}
+
+impl Held {
+    fn new(budget: Arc<ByteBudget>, batch: &[PredictionRow]) -> Held {
+        Held { budget, bytes: batch.iter().map(PredictionRow::bytes).sum(), rows: batch.len() }
+    }
+}
+
+impl std::ops::Drop for Held {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes, self.rows);
     }
 }
 
@@ -281,5 +302,27 @@ mod tests {
         assert!(out_of_grace.passed());
         out_of_grace.begin(Duration::from_secs(3600));
         assert!(out_of_grace.passed(), "a second shutdown does not extend the first one's grace");
+    }
+
+    #[tokio::test]
+    async fn a_flush_that_panics_still_gives_its_bytes_back_to_the_budget() {
+        let budget = Arc::new(ByteBudget::new(10_000, prometheus::IntGauge::new("b", "b").unwrap()));
+        let row = PredictionRow {
+            prediction: Prediction::answered("digits", 1, chrono::Utc::now()),
+            payload: Some("{}".into()),
+            response: None,
+        };
+        let batch = vec![row.clone(), row];
+        for r in &batch {
+            assert!(budget.reserve(r.bytes()));
+        }
+        assert_eq!((budget.used(), budget.rows()), (2 * (256 + 6 + 7 + 4 + 2), 2));
+        let held = Held::new(budget.clone(), &batch);
+        let flush = tokio::spawn(async move {
+            let _held = held;
+            panic!("a bug in a flush");
+        });
+        assert!(flush.await.unwrap_err().is_panic());
+        assert_eq!((budget.used(), budget.rows()), (0, 0));
     }
 }
