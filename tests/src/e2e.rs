@@ -198,8 +198,5 @@ pub async fn mark_pods_ready(client: &kube::Client, namespace: &str, instance: &
 pub fn scrape(url: &str, series: &str) -> f64 {
     let out = Command::new("curl").args(["-sSf", "--max-time", "10", url]).output().expect("curl runs");
     assert!(out.status.success(), "scraping {url} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or(0.0)
+    crate::prometheus::sample(&String::from_utf8_lossy(&out.stdout), series).unwrap_or(0.0)
 }

@@ -6,4 +6,5 @@ pub mod control_plane;
 pub mod e2e;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod require;

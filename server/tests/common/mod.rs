@@ -193,9 +193,7 @@ impl TestApp {
 /// The value of a sample line `name{labels} value` in Prometheus text. A series that is absent fails
 /// the test: read as 0, a misspelt or unexported series would pass every assertion of a zero count.
 pub fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+    kubeinfer_tests::prometheus::sample(metrics, series)
         .unwrap_or_else(|| panic!("no sample of {series} in the metrics:\n{metrics}"))
 }
 

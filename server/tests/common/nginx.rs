@@ -1,10 +1,12 @@
 //! Debian's real nginx with the config the operator ships (manifests/nginx/nginx.conf), in front of a
 //! test's server.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use kubeinfer_tests::process::free_port;
 
 const NGINX: &str = "/usr/sbin/nginx";
 
@@ -24,17 +26,13 @@ impl Drop for Nginx {
 }
 
 /// nginx with the shipped config, its listen port and upstream pointed at this test's ports.
-pub fn nginx(upstream: std::net::SocketAddr) -> Option<Nginx> {
+pub fn nginx(upstream: SocketAddr) -> Option<Nginx> {
     // Nothing listens on port 9: gRPC through this edge finds its upstream down.
     nginx_with_grpc(upstream, "127.0.0.1:9")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// As `nginx`, with the gRPC listener's upstream at `grpc_upstream` (host:port).
-pub fn nginx_with_grpc(upstream: std::net::SocketAddr, grpc_upstream: &str) -> Option<Nginx> {
+pub fn nginx_with_grpc(upstream: SocketAddr, grpc_upstream: &str) -> Option<Nginx> {
     if !std::path::Path::new(NGINX).exists() {
         kubeinfer_tests::require::missing(
             &format!("{NGINX} is missing"),
@@ -43,10 +41,28 @@ pub fn nginx_with_grpc(upstream: std::net::SocketAddr, grpc_upstream: &str) -> O
         return None;
     }
     let shipped = std::fs::read_to_string(super::workspace().join("manifests/nginx/nginx.conf")).unwrap();
-    let (port, grpc_port) = (free_port(), free_port());
     for line in ["listen 8081;", "server 127.0.0.1:8080;", "listen 8082 http2;", "server 127.0.0.1:8001;"] {
         assert_eq!(shipped.matches(line).count(), 1, "{line}");
     }
+    // A port picked free may be taken before nginx binds it: nginx then exits, and is started again on
+    // other ports.
+    for _ in 0..3 {
+        let ports = (free_port(), free_port());
+        if let Some(edge) = start(&shipped, ports, upstream, grpc_upstream) {
+            return Some(edge);
+        }
+    }
+    panic!("nginx did not start on three pairs of free ports");
+}
+
+/// nginx with `shipped` pointed at `ports` (HTTP, gRPC) and the upstreams, once it listens; `None` when
+/// it exited first (its ports were taken).
+fn start(
+    shipped: &str,
+    (port, grpc_port): (u16, u16),
+    upstream: SocketAddr,
+    grpc_upstream: &str,
+) -> Option<Nginx> {
     let config = shipped
         .replace("listen 8081;", &format!("listen 127.0.0.1:{port};"))
         .replace("server 127.0.0.1:8080;", &format!("server {upstream};"))
@@ -66,9 +82,14 @@ pub fn nginx_with_grpc(upstream: std::net::SocketAddr, grpc_upstream: &str) -> O
         .process_group(0)
         .spawn()
         .expect("nginx starts");
-    let edge = Nginx { child, port, grpc_port, _dir: dir };
+    let mut edge = Nginx { child, port, grpc_port, _dir: dir };
+    let running = |edge: &mut Nginx| edge.child.try_wait().is_ok_and(|exit| exit.is_none());
     for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if !running(&mut edge) {
+            return None;
+        }
+        // Still running once the port answers: the answer was nginx's, not a process that took the port.
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() && running(&mut edge) {
             return Some(edge);
         }
         std::thread::sleep(Duration::from_millis(50));
