@@ -283,7 +283,12 @@ async fn explain(pool: &PgPool, sql: &str) -> Vec<Value> {
 
 /// The server's own list query for `filter`, with its parameters written in as literals.
 fn list_sql(filter: &ListFilter, literals: &[&str]) -> String {
-    let mut sql = list_query(filter).sql().as_str().to_string();
+    literal_sql(list_query(filter), literals)
+}
+
+/// The SQL of `query`, with its parameters written in as literals.
+fn literal_sql(query: sqlx::QueryBuilder<sqlx::Postgres>, literals: &[&str]) -> String {
+    let mut sql = query.sql().as_str().to_string();
     for (i, literal) in literals.iter().enumerate().rev() {
         sql = sql.replace(&format!("${}", i + 1), literal);
     }
@@ -306,8 +311,11 @@ async fn on_a_large_table_every_api_query_uses_its_index_and_none_scans_predicti
     .await
     .unwrap();
     sqlx::query("ANALYZE").execute(&pool).await.unwrap();
-    let id: Uuid = sqlx::query_scalar("SELECT id FROM predictions LIMIT 1").fetch_one(&pool).await.unwrap();
+    let (id, at): (Uuid, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT id, created_at FROM predictions LIMIT 1").fetch_one(&pool).await.unwrap();
     let (quoted_id, limit) = (format!("'{id}'::uuid"), "51");
+    let quoted_at = |t: chrono::DateTime<chrono::Utc>| format!("'{}'::timestamptz", t.to_rfc3339());
+    let millisecond = (at, at + chrono::Duration::milliseconds(1));
     let page = |f: ListFilter| ListFilter { limit: 50, ..f };
     let cursor = Some(Cursor { created_at: chrono::Utc::now() - chrono::Duration::hours(2), id });
     let cases: Vec<(&str, String, &str)> = vec![
@@ -337,8 +345,20 @@ async fn on_a_large_table_every_api_query_uses_its_index_and_none_scans_predicti
             ),
             "predictions_failures_idx",
         ),
-        ("list everything", list_sql(&page(ListFilter::default()), &[limit]), "predictions_created_idx"),
-        ("one prediction", format!("SELECT * FROM predictions WHERE id = {quoted_id}"), "predictions_pkey"),
+        ("list everything", list_sql(&page(ListFilter::default()), &[limit]), "predictions_created_id_key"),
+        (
+            "where one prediction is",
+            literal_sql(
+                queries::locate_query(id, Some(millisecond)),
+                &[&quoted_id, &quoted_at(millisecond.0), &quoted_at(millisecond.1)],
+            ),
+            "predictions_created_id_key",
+        ),
+        (
+            "one prediction",
+            queries::GET.replace("$1", &quoted_id).replace("$2", &quoted_at(at)),
+            "predictions_created_id_key",
+        ),
         (
             "feedback of a page",
             queries::FEEDBACK_FOR

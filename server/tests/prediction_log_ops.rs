@@ -160,16 +160,8 @@ async fn retention_drops_whole_expired_days_with_their_feedback_while_inserts_go
 async fn an_unpartitioned_log_of_a_million_rows_is_moved_keeping_the_retained_window_and_its_feedback() {
     let url = fresh_database();
     let pool = PgPool::connect(&url).await.unwrap();
-    // The schema as the previous release left it: migrations 0001 to 0006.
-    let old = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::workspace().join("server/migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.as_str() < "0007" {
-            std::fs::copy(&path, old.path().join(name)).unwrap();
-        }
-    }
-    sqlx::migrate::Migrator::new(old.path()).await.unwrap().run(&pool).await.unwrap();
+    // The schema as the release before partitions left it: migrations 0001 to 0006.
+    common::db::migrate_before(&pool, "0007").await;
     // 1 M rows, one every 3.5 s: 40 days, of which 30 are kept.
     seed_predictions(&pool, 1_000_000, 3.5).await.unwrap();
     sqlx::query("INSERT INTO feedback (prediction_id, label) SELECT id, 'x' FROM predictions WHERE client_id IS NOT NULL")

@@ -189,15 +189,18 @@ impl Drop for Postgres {
 
 /// Inserts `rows` predictions in one statement, for the tests and benchmarks that need a large table:
 /// models m0..m7, one row every `seconds_apart` seconds back from now, a client id on every 20th row, an
-/// error on every 50th.
+/// error on every 50th. Ids are UUIDv7 stamped with the row's created_at millisecond, as the server's
+/// writer makes them (the rest of the id is a hash of the row's number).
 pub async fn seed_predictions(pool: &sqlx::PgPool, rows: i64, seconds_apart: f64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO predictions (id, model, model_version, client_id, created_at, queue_us, compute_us, total_us, \
          batch_size, outcome) \
-         SELECT gen_random_uuid(), 'm' || (g % 8), 1, CASE WHEN g % 20 = 0 THEN 'c' || (g % 500) END, \
-                now() - make_interval(secs => g * $2), 20, 300, 400 + g % 1000, 1 + g % 8, \
+         SELECT (lpad(to_hex(floor(extract(epoch FROM t) * 1000)::int8), 12, '0') || '7' \
+                 || substr(md5(g::text), 1, 3) || '8' || substr(md5(g::text), 4, 15))::uuid, \
+                'm' || (g % 8), 1, CASE WHEN g % 20 = 0 THEN 'c' || (g % 500) END, \
+                t, 20, 300, 400 + g % 1000, 1 + g % 8, \
                 CASE WHEN g % 50 = 0 THEN 'error' ELSE 'success' END \
-         FROM generate_series(1, $1) AS g",
+         FROM generate_series(1, $1) AS g, LATERAL (SELECT now() - make_interval(secs => g * $2) AS t) AS at",
     )
     .bind(rows)
     .bind(seconds_apart)

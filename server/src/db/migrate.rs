@@ -128,8 +128,9 @@ pub async fn schema_ready(pool: &PgPool) -> Result<bool, sqlx::Error> {
 }
 
 /// `kubeinfer-server migrate`: connects (failing fast if the database is unreachable), migrates, runs
-/// the partition maintenance once (partitions ahead, expired ones dropped) and moves an unpartitioned
-/// log from before 0007 into the partitions, which `serve --migrate=off` leaves to it.
+/// the partition maintenance once (partitions ahead, expired ones dropped), moves an unpartitioned log
+/// from before 0007 into the partitions and builds the unique key of 0011 on older partitions, all of
+/// which `serve --migrate=off` leaves to it.
 pub async fn migrate_url(url: &str, retention: Duration) -> Result<(), Error> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -142,6 +143,7 @@ pub async fn migrate_url(url: &str, retention: Duration) -> Result<(), Error> {
     if let Some(moved) = super::backfill::run(&pool, retention, chrono::Utc::now(), &progress).await? {
         tracing::info!(moved, "the unpartitioned prediction log was moved into partitions");
     }
+    super::unique_key::converge(&pool).await?;
     tracing::info!(
         applied = migrator().iter().count(),
         created = done.created,

@@ -13,6 +13,7 @@ pub mod partitions;
 pub mod queries;
 pub mod rollups;
 pub mod stats;
+pub mod unique_key;
 pub mod writer;
 
 use std::future::Future;
@@ -240,12 +241,17 @@ async fn prepare(pool: &PgPool, mode: MigrateMode, retention: Duration) {
     }
 }
 
-/// Moves an older unpartitioned log across once, then keeps the partitions up to date.
+/// Moves an older unpartitioned log across once, then keeps the partitions and the unique key up to
+/// date.
 async fn maintenance(pool: PgPool, retention: Duration, progress: backfill::Progress) {
     if let Err(e) = backfill::run(&pool, retention, chrono::Utc::now(), &progress).await {
         tracing::error!(error = %e, "moving the unpartitioned prediction log stopped; the next start resumes it");
     }
     loop {
+        // Here rather than before the server logs: on a large log the builds take minutes.
+        if let Err(e) = unique_key::converge(&pool).await {
+            tracing::warn!(error = %e, "building the prediction log's unique key failed; retrying later");
+        }
         tokio::time::sleep(MAINTENANCE_EVERY).await;
         if let Err(e) = partitions::maintain(&pool, retention, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "prediction log partition maintenance failed; retrying later");

@@ -18,23 +18,51 @@ pub fn id_at(t: DateTime<Utc>) -> Uuid {
     Uuid::new_v7(Timestamp::from_unix(NoContext, seconds, t.timestamp_subsec_nanos()))
 }
 
-/// The created_at range a UUIDv7 id allows, to prune a lookup to one partition: its millisecond, and a
-/// second either side for rows logged before ids were made from created_at (two clock readings apart).
-/// `None` for ids of other versions, which are looked up in every partition.
-pub fn created_range(id: Uuid) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+/// How far a row's created_at may be from the millisecond of its UUIDv7 id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Around {
+    /// The id's own millisecond: every row written since ids are made from created_at (migration 0007).
+    Millisecond,
+    /// A second either side: rows logged before that (two clock readings apart), moved into the
+    /// partitions by the backfill.
+    Second,
+}
+
+/// The created_at range a UUIDv7 id allows, to prune a lookup to one partition and a few index
+/// entries. `None` for ids of other versions, which are looked up in every partition.
+pub fn created_range(id: Uuid, around: Around) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     if id.get_version_num() != 7 {
         return None;
     }
     let (seconds, nanos) = id.get_timestamp()?.to_unix();
     let at = DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)?;
-    Some((at - chrono::Duration::seconds(1), at + chrono::Duration::seconds(1)))
+    Some(match around {
+        Around::Millisecond => (at, at + chrono::Duration::milliseconds(1)),
+        Around::Second => (at - chrono::Duration::seconds(1), at + chrono::Duration::seconds(1)),
+    })
 }
 
-/// ` AND <column> >= $n AND <column> < $n+1` for `id`'s range, when it has one.
-fn push_range(q: &mut QueryBuilder<Postgres>, column: &str, id: Uuid) {
-    if let Some((from, to)) = created_range(id) {
-        q.push(format!(" AND {column} >= ")).push_bind(from).push(format!(" AND {column} < ")).push_bind(to);
+/// The query for the created_at of the prediction `id`, within `range` when given.
+pub fn locate_query(id: Uuid, range: Option<(DateTime<Utc>, DateTime<Utc>)>) -> QueryBuilder<Postgres> {
+    let mut q = QueryBuilder::new("SELECT created_at FROM predictions WHERE id = ");
+    q.push_bind(id);
+    if let Some((from, to)) = range {
+        q.push(" AND created_at >= ").push_bind(from).push(" AND created_at < ").push_bind(to);
     }
+    q
+}
+
+/// The created_at of the prediction `id`, which names its partition and, with the id, its unique key:
+/// looked for in the id's millisecond first, then a second either side.
+pub async fn locate(pool: &PgPool, id: Uuid) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    for around in [Around::Millisecond, Around::Second] {
+        let range = created_range(id, around);
+        let found = locate_query(id, range).build_query_scalar().fetch_optional(pool).await?;
+        if found.is_some() || range.is_none() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 /// A listed prediction (without its payload, which only the single-prediction route returns).
@@ -233,12 +261,13 @@ pub struct PredictionDetail {
     pub response: Option<serde_json::Value>,
 }
 
+/// One prediction with its payload and response, by its unique key ($1 id, $2 created_at).
+pub const GET: &str =
+    concat!("SELECT ", columns!(), ", payload, response FROM predictions WHERE id = $1 AND created_at = $2");
+
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<PredictionDetail>, sqlx::Error> {
-    let mut q =
-        QueryBuilder::new(concat!("SELECT ", columns!(), ", payload, response FROM predictions WHERE id = "));
-    q.push_bind(id);
-    push_range(&mut q, "created_at", id);
-    q.build_query_as().fetch_optional(pool).await
+    let Some(created_at) = locate(pool, id).await? else { return Ok(None) };
+    sqlx::query_as(GET).bind(id).bind(created_at).fetch_optional(pool).await
 }
 
 /// What became of a feedback entry.
@@ -258,21 +287,27 @@ pub async fn add_feedback(
     score: Option<f64>,
     comment: Option<&str>,
 ) -> Result<Added, sqlx::Error> {
+    let Some(created_at) = locate(pool, prediction).await? else { return Ok(Added::NoSuchPrediction) };
     // The existence check, the cap and the insert are one statement: no race with retention's drop.
-    let mut q = QueryBuilder::new(
-        "INSERT INTO feedback (prediction_id, prediction_created_at, label, score, comment) SELECT id, created_at, ",
-    );
-    q.push_bind(label).push(", ").push_bind(score).push(", ").push_bind(comment);
-    q.push(" FROM predictions WHERE id = ").push_bind(prediction);
-    push_range(&mut q, "created_at", prediction);
-    q.push(" AND (SELECT count(*) FROM feedback WHERE prediction_id = ").push_bind(prediction);
-    push_range(&mut q, "prediction_created_at", prediction);
-    q.push(") < ").push_bind(MAX_FEEDBACK_PER_PREDICTION);
-    q.push(" RETURNING id, prediction_id, label, score, comment, created_at");
-    if let Some(added) = q.build_query_as().fetch_optional(pool).await? {
+    let added = sqlx::query_as(
+        "INSERT INTO feedback (prediction_id, prediction_created_at, label, score, comment) \
+         SELECT id, created_at, $3, $4, $5 FROM predictions WHERE id = $1 AND created_at = $2 \
+         AND (SELECT count(*) FROM feedback WHERE prediction_id = $1 AND prediction_created_at = $2) < $6 \
+         RETURNING id, prediction_id, label, score, comment, created_at",
+    )
+    .bind(prediction)
+    .bind(created_at)
+    .bind(label)
+    .bind(score)
+    .bind(comment)
+    .bind(MAX_FEEDBACK_PER_PREDICTION)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(added) = added {
         return Ok(Added::Feedback(added));
     }
-    Ok(if get(pool, prediction).await?.is_some() { Added::Full } else { Added::NoSuchPrediction })
+    // Full, unless retention dropped the prediction's day in between.
+    Ok(if locate(pool, prediction).await?.is_some() { Added::Full } else { Added::NoSuchPrediction })
 }
 
 #[cfg(test)]
@@ -280,26 +315,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_id_made_at_a_time_gives_back_a_range_around_that_time() {
+    fn an_id_made_at_a_time_gives_back_its_millisecond_or_a_second_around_it() {
         let t = DateTime::parse_from_rfc3339("2026-11-30T10:00:00.123456Z").unwrap().with_timezone(&Utc);
         let id = id_at(t);
         assert_eq!(id.get_version_num(), 7);
         let millis = DateTime::parse_from_rfc3339("2026-11-30T10:00:00.123Z").unwrap().with_timezone(&Utc);
         assert_eq!(
-            created_range(id),
+            created_range(id, Around::Millisecond),
+            Some((millis, millis + chrono::Duration::milliseconds(1)))
+        );
+        assert_eq!(
+            created_range(id, Around::Second),
             Some((millis - chrono::Duration::seconds(1), millis + chrono::Duration::seconds(1)))
         );
-        assert_eq!(created_range(Uuid::nil()), None);
+        assert_eq!(created_range(Uuid::nil(), Around::Second), None);
     }
 
     #[test]
-    fn a_lookup_by_a_v7_id_is_bounded_to_its_time_and_other_ids_are_not() {
-        let mut q = QueryBuilder::new("WHERE id = $1");
-        push_range(&mut q, "created_at", id_at(Utc::now()));
-        assert_eq!(q.sql().as_str(), "WHERE id = $1 AND created_at >= $1 AND created_at < $2");
-        let mut q = QueryBuilder::new("WHERE id = $1");
-        push_range(&mut q, "created_at", "936da01f-9abd-4d9d-80c7-02af85c822a8".parse().unwrap());
-        assert_eq!(q.sql().as_str(), "WHERE id = $1");
+    fn a_lookup_by_id_is_bounded_to_the_range_given() {
+        let (id, t) = (Uuid::nil(), Utc::now());
+        assert_eq!(
+            locate_query(id, Some((t, t))).sql().as_str(),
+            "SELECT created_at FROM predictions WHERE id = $1 AND created_at >= $2 AND created_at < $3"
+        );
+        assert_eq!(locate_query(id, None).sql().as_str(), "SELECT created_at FROM predictions WHERE id = $1");
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub struct Agreement {
 }
 
 /// Driven from feedback, which is small, rather than from the window's predictions: the window bounds
-/// feedback's partitions, and each label finds its prediction by primary key.
+/// feedback's partitions, and each label finds its prediction by its unique key (created_at, id).
 pub const AGREEMENT: &str = "SELECT count(*)::int8 AS labelled, \
      count(*) FILTER (WHERE l.label = p.predicted_class::text)::int8 AS agreeing \
      FROM (SELECT DISTINCT ON (prediction_id) prediction_id, prediction_created_at, label FROM feedback \

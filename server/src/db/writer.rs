@@ -83,7 +83,7 @@ enum Attempt {
     Retry,
 }
 
-// ON CONFLICT without a target: any unique key (the primary key is (id, created_at)) makes a retried
+// ON CONFLICT without a target: any unique key (since migration 0011, (created_at, id)) makes a retried
 // batch that did reach the table a no-op, and RETURNING says which rows were new, for the rollups.
 const INSERT_RETRIED: &str = "INSERT INTO predictions (id, request_id, model, model_version, client_id, \
      created_at, queue_us, compute_us, total_us, batch_size, outcome, error, payload, response, \

@@ -89,6 +89,21 @@ pub async fn partitions_back(pool: &PgPool, n: u64) {
     kubeinfer_server::db::partitions::ensure_days(pool, &days).await.expect("partitions");
 }
 
+/// The schema as a release before migration `version` (e.g. "0011") left it: the migrations whose file
+/// names sort before it.
+pub async fn migrate_before(pool: &PgPool, version: &str) {
+    let old = tempfile::tempdir().expect("a temporary directory");
+    for entry in std::fs::read_dir(super::workspace().join("server/migrations")).expect("the migrations") {
+        let path = entry.expect("a migration").path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        if name.as_str() < version {
+            std::fs::copy(&path, old.path().join(name)).expect("a copy of the migration");
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(old.path()).await.expect("the older migrations");
+    migrator.run(pool).await.expect("the older schema");
+}
+
 /// The partitioned parent index each partition's index belongs to, by the partition index's name.
 pub async fn parent_indexes(pool: &PgPool) -> std::collections::HashMap<String, String> {
     sqlx::query_as::<_, (String, String)>(
