@@ -263,6 +263,24 @@ async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
+    let everything = time_runs(args.runs, |_| async move {
+        queries::list(pool, &ListFilter { limit: 50, ..Default::default() }).await?;
+        Ok(())
+    })
+    .await?;
+    // Ids from all over the month, each found as GET /api/predictions/{id} finds it.
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM predictions TABLESAMPLE SYSTEM (1) LIMIT $1")
+        .bind(i64::try_from(args.runs)?)
+        .fetch_all(pool)
+        .await?;
+    let ids = &ids;
+    let by_id = time_runs(args.runs, |i| async move {
+        if let Some(&id) = ids.get(i % ids.len().max(1)) {
+            anyhow::ensure!(queries::get(pool, id).await?.is_some(), "prediction {id} not found by its id");
+        }
+        Ok(())
+    })
+    .await?;
     let model_stats = |window: f64| {
         time_runs(args.runs, move |i| async move {
             stats::model_stats(pool, &format!("m{}", i % 8), Period::window(window, Utc::now())).await?;
@@ -284,6 +302,8 @@ async fn queries(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
         ("list, one model, first page of 50", first),
         ("list, one model, page 12 days back (keyset)", later),
         ("list, failures of all models", failures),
+        ("list, every model, first page of 50", everything),
+        ("one prediction by its id", by_id),
         ("stats, one model, 1 h window", stats_1h),
         ("stats, one model, 24 h window", stats_24h),
         ("stats, one model, 7 d window", stats_7d),
