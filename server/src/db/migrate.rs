@@ -40,6 +40,26 @@ async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Runs `work` on a schema connection that holds the schema lock, unless another replica holds it
+/// (`None`). Lock waits are bounded at 10 s: never queue for long behind another session's lock, the
+/// next pass tries again.
+pub async fn with_schema_lock<T>(
+    pool: &PgPool,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<Option<T>, sqlx::Error> {
+    let mut conn = schema_connection(pool).await?;
+    sqlx::query("SET lock_timeout = '10s'").execute(&mut conn).await?;
+    if !try_lock(&mut conn, SCHEMA_LOCK).await? {
+        return Ok(None);
+    }
+    let result = work(&mut conn).await;
+    let unlocked = unlock(&mut conn).await;
+    let done = result?;
+    unlocked?;
+    conn.close().await?;
+    Ok(Some(done))
+}
+
 /// Takes the session advisory lock `key` if no other session holds it; never waits.
 pub async fn try_lock(conn: &mut PgConnection, key: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(conn).await

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
-use super::migrate::{SCHEMA_LOCK, schema_connection, try_lock, unlock};
+use super::migrate::{schema_connection, with_schema_lock};
 
 /// The partitioned tables, each by the day of its prediction.
 pub const TABLES: [&str; 2] = ["feedback", "predictions"];
@@ -67,17 +67,8 @@ pub struct Done {
 
 /// One maintenance pass; does nothing when another replica holds the schema lock.
 pub async fn maintain(pool: &PgPool, retention: Duration, now: DateTime<Utc>) -> Result<Done, sqlx::Error> {
-    let mut conn = schema_connection(pool).await?;
-    // Never queue for long behind another session's lock: the next pass tries again.
-    sqlx::query("SET lock_timeout = '10s'").execute(&mut conn).await?;
-    if !try_lock(&mut conn, SCHEMA_LOCK).await? {
-        return Ok(Done::default());
-    }
-    let result = maintain_locked(&mut conn, retention, now).await;
-    let unlocked = unlock(&mut conn).await;
-    let done = result?;
-    unlocked?;
-    conn.close().await?;
+    let work = async |conn: &mut PgConnection| maintain_locked(conn, retention, now).await;
+    let done = with_schema_lock(pool, work).await?.unwrap_or_default();
     if done != Done::default() {
         tracing::info!(
             created = done.created,

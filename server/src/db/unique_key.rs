@@ -7,7 +7,7 @@
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
-use super::migrate::{SCHEMA_LOCK, schema_connection, try_lock, unlock};
+use super::migrate::with_schema_lock;
 use super::partitions::partition_day;
 
 /// The parent's key, made by migration 0011.
@@ -82,18 +82,9 @@ pub struct Converged {
 /// One pass; does nothing when another replica holds the schema lock, or when migration 0011 has not
 /// been applied yet (with `--migrate=off`, before `kubeinfer-server migrate` ran).
 pub async fn converge(pool: &PgPool) -> Result<Converged, sqlx::Error> {
-    let mut conn = schema_connection(pool).await?;
-    // A build waits for the transactions that could see the table without the index: never for long
-    // behind one, since the next pass tries again.
-    sqlx::query("SET lock_timeout = '10s'").execute(&mut conn).await?;
-    if !try_lock(&mut conn, SCHEMA_LOCK).await? {
-        return Ok(Converged::default());
-    }
-    let result = converge_locked(&mut conn).await;
-    let unlocked = unlock(&mut conn).await;
-    let done = result?;
-    unlocked?;
-    conn.close().await?;
+    // A build waits for the transactions that could see the table without the index; its waits are
+    // bounded like every lock wait of schema work.
+    let done = with_schema_lock(pool, converge_locked).await?.unwrap_or_default();
     if done != Converged::default() {
         tracing::info!(
             attached = done.attached,
