@@ -4,8 +4,9 @@
 -- gives the listings their order as the old index did, and finds a row by id as the primary key did,
 -- since ids are UUIDv7 made from created_at's millisecond: the lookup reads that millisecond's rows
 -- (src/db/queries.rs). Measured in psql, 100,000 heavy_mlp rows with outputs, four rounds in alternation:
--- 1.4 to 2.4 s against 1.7 to 3.6 s; through the writer (kubeinfer-bench db), heavy_mlp rows with
--- outputs went from 50,539 to 52,291 rows/s to 70,849 to 72,212 (docs/benchmarks.md).
+-- 1.4 to 2.4 s against 1.7 to 3.6 s; through the writer (kubeinfer-bench db, five runs each in
+-- alternation), heavy_mlp rows with outputs went from a median of 51,635 rows/s to 66,714
+-- (docs/benchmarks.md).
 --
 -- Made here ON ONLY the parent, which changes only the catalog: on the parent itself, the index would be
 -- built on every existing partition inside this migration's transaction, blocking the writer for as
