@@ -67,7 +67,7 @@ impl CostModel {
         let seconds = match self.upper(k) {
             Some(own) => above.map_or(own, |a| own.min(a)),
             None => {
-                let below = (0..k).rev().find_map(|j| Some(self.upper(j)? * (1u64 << (k - j)) as f64));
+                let below = self.extrapolate(k);
                 match (below, above) {
                     (Some(b), Some(a)) => b.min(a),
                     (Some(s), None) | (None, Some(s)) => s,
@@ -76,6 +76,26 @@ impl CostModel {
             }
         };
         Some(Duration::from_secs_f64(seconds))
+    }
+
+    /// An unlearned class `k` predicted from the learned classes below it, each taken at its largest
+    /// row count: on along the steeper of the line through the nearest two and the line from the
+    /// smallest to the nearest, and never more than proportionally more than the nearest (the only
+    /// bound when one class is learned). Doubling per class, as before, predicted a model whose cost is
+    /// mostly fixed (heavy_mlp on two cores) so dear at large batches that under a target they never
+    /// ran and their cost was never learned (simulation_tests.rs).
+    fn extrapolate(&self, k: usize) -> Option<f64> {
+        let point = |j: usize| Some(((1u64 << j) as f64, self.upper(j)?));
+        let mut learned = (0..k).rev().filter_map(point);
+        let nearest = learned.next()?;
+        let proportional = nearest.1 * (1u64 << k) as f64 / nearest.0;
+        let slope = |a: (f64, f64)| (nearest.1 - a.1) / (nearest.0 - a.0);
+        let steepest = match (learned.next(), learned.next_back()) {
+            (Some(next), Some(smallest)) => slope(next).max(slope(smallest)),
+            (Some(next), None) => slope(next),
+            (None, _) => return Some(proportional),
+        };
+        Some((nearest.1 + steepest.max(0.0) * ((1u64 << k) as f64 - nearest.0)).min(proportional))
     }
 
     /// Class `k`'s prediction: its average plus `SPREAD` deviations.
@@ -96,6 +116,11 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// A prediction in whole microseconds, where float arithmetic leaves a few nanoseconds either way.
+    fn us(predicted: Option<Duration>) -> u128 {
+        predicted.map_or(0, |d| (d.as_nanos() + 500) / 1_000)
     }
 
     #[test]
@@ -144,6 +169,22 @@ mod tests {
             Some(ms(20)),
             "4 rows' cost times 8 is 24 ms: 64 rows' 20 ms is tighter"
         );
+    }
+
+    #[test]
+    fn a_larger_class_goes_on_along_the_steeper_of_the_last_and_the_overall_slope_of_those_learned() {
+        // Mostly fixed cost, as heavy_mlp's on two cores: doubled per class, 64 rows would be 20 ms.
+        let mut cost = CostModel::default();
+        cost.observe(1, ms(2));
+        cost.observe(16, ms(5));
+        assert_eq!(us(cost.predict(64)), 14_600, "5 ms + 48 rows at 0.2 ms");
+        assert_eq!(us(cost.predict(32)), 8_200, "5 ms + 16 rows at 0.2 ms");
+        cost.observe(8, ms(4));
+        assert_eq!(us(cost.predict(64)), 14_600, "the overall slope 0.2 ms a row, the last 0.125 ms");
+        let mut cost = CostModel::default();
+        cost.observe(4, ms(1));
+        cost.observe(8, ms(8));
+        assert_eq!(cost.predict(16), Some(ms(16)), "no more than proportionally more: 8 ms times 2");
     }
 
     #[test]

@@ -23,9 +23,10 @@ use crate::metrics::ModelMetrics;
 use crate::model::Runner;
 use crate::protocol::Tensor;
 use crate::stats::TritonStats;
+use policy::Admission;
 pub use policy::Limits;
 pub use queue::BatchReply;
-use queue::{Admission, CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
+use queue::{CANCELLED, Entry, Failure, PushError, QUEUED, Queue};
 use worker::Worker;
 
 /// How one model's requests are queued and batched.

@@ -199,6 +199,43 @@ fn better(a: (usize, Duration), b: (usize, Duration)) -> bool {
     a_rate > b_rate || (a_rate == b_rate && a.0 > b.0)
 }
 
+/// What arrival admission needs besides the queue: the target, and how batches are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub target: Option<Duration>,
+    pub max_rows: usize,
+    pub instances: usize,
+}
+
+/// One instance's batch in progress: when it started and its rows; `None` when the instance is idle.
+pub type Running = Option<(Instant, usize)>;
+
+/// With a target, whether a request of `rows` arriving `now` (giving up at `deadline`, when its own is
+/// known yet) can be answered in time behind `queued` (requests, rows) and the batches `running`;
+/// `Err` with the predicted time to its answer when it cannot.
+pub fn admit(
+    a: Admission,
+    cost: &CostModel,
+    queued: (usize, usize),
+    running: &[Running],
+    rows: usize,
+    now: Instant,
+    deadline: Option<Instant>,
+) -> Result<(), Duration> {
+    let Some(target) = a.target else { return Ok(()) };
+    // The queue starts moving when the first instance is free: now if one is idle, else when the
+    // earliest batch in progress should end.
+    let ends = |r: &Running| match *r {
+        Some((start, rows)) => cost.predict(rows).map_or(now, |c| (start + c).max(now)),
+        None => now,
+    };
+    let free = running.iter().map(ends).min().unwrap_or(now);
+    match predicted_completion(queued, rows, a.max_rows, a.instances, cost, free) {
+        Some(done) if done > deadline.into_iter().fold(now + target, Instant::min) => Err(done - now),
+        _ => Ok(()),
+    }
+}
+
 /// When a request of `rows` that joins the queue would be answered, if the learned cost holds: the
 /// batches ahead of it and its own, as full as `max_rows` allows, shared among `instances` (0 max_rows:
 /// one request per batch), run from `free`, when the first instance is free.
@@ -222,3 +259,7 @@ pub fn predicted_completion(
 #[cfg(test)]
 #[path = "policy_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "simulation_tests.rs"]
+mod simulation;

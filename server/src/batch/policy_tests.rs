@@ -209,6 +209,23 @@ fn arrival_predicts_the_batches_ahead_shared_among_the_instances() {
 }
 
 #[test]
+fn arrival_counts_from_when_the_batch_in_progress_should_end_or_now_when_an_instance_is_idle() {
+    let t0 = Instant::now();
+    let now = t0 + ms(2);
+    let admission = Admission { target: Some(ms(20)), max_rows: 8, instances: 2 };
+    let busy: [Running; 2] = [Some((t0, 4)), Some((t0 + ms(1), 8))];
+    // 4 rows started at 0 end at 8 ms; 1 queued row and 1 more take 4 ms after that: 10 ms from now.
+    assert_eq!(admit(admission, &linear(), (1, 1), &busy, 1, now, None), Ok(()));
+    let tight = Admission { target: Some(ms(9)), ..admission };
+    assert_eq!(admit(tight, &linear(), (1, 1), &busy, 1, now, None), Err(ms(10)));
+    assert_eq!(admit(admission, &linear(), (1, 1), &busy, 1, now, Some(now + ms(9))), Err(ms(10)));
+    let idle: [Running; 2] = [Some((t0, 4)), None];
+    assert_eq!(admit(tight, &linear(), (1, 1), &idle, 1, now, None), Ok(()), "4 ms from now");
+    let untargeted = Admission { target: None, ..admission };
+    assert_eq!(admit(untargeted, &linear(), (1, 1), &busy, 1, now, Some(now)), Ok(()));
+}
+
+#[test]
 fn a_queue_that_has_fallen_behind_sheds_its_oldest_so_that_a_full_batch_makes_it_in_time() {
     let t0 = Instant::now();
     // Two requests that have waited 10 ms, then eight fresh ones. At 10 ms, a full batch of 8

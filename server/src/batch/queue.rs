@@ -11,7 +11,7 @@ use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
 use super::cost::CostModel;
-use super::policy::{self, Decision, Limits, Pending};
+use super::policy::{self, Admission, Decision, Limits, Pending, Running};
 use crate::protocol::Tensor;
 
 /// An entry's life: queued, then either taken by an instance or cancelled (timed out, or its caller
@@ -102,14 +102,6 @@ pub enum PushError {
     },
 }
 
-/// What arrival admission needs besides the queue: the target, and how batches are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Admission {
-    pub target: Option<Duration>,
-    pub max_rows: usize,
-    pub instances: usize,
-}
-
 #[derive(Clone)]
 pub struct Queue {
     shared: Arc<Shared>,
@@ -133,8 +125,8 @@ struct State {
     closed: bool,
     /// Learned from every batch the instances run; read by the policy under the same lock.
     cost: CostModel,
-    /// Per instance, when its batch in progress should end (by the learned cost); `None` when idle.
-    running: Vec<Option<Instant>>,
+    /// Per instance, its batch in progress.
+    running: Vec<Running>,
 }
 
 impl Queue {
@@ -249,9 +241,8 @@ impl Queue {
                     let batch = self.take(&mut st, picked);
                     if !batch.is_empty() {
                         let rows = batch.iter().map(|e| e.rows).sum();
-                        let end = now + st.cost.predict(rows).unwrap_or_default();
                         if let Some(slot) = st.running.get_mut(instance) {
-                            *slot = Some(end);
+                            *slot = Some((now, rows));
                         }
                         return Some(batch);
                     }
@@ -298,17 +289,9 @@ fn admit(
     now: Instant,
     deadline: Option<Instant>,
 ) -> Result<(), PushError> {
-    let Some(target) = a.target else { return Ok(()) };
     let queued = (st.entries.len(), st.entries.iter().map(|e| e.rows).sum());
-    // The queue starts moving when the first instance is free: now if one is idle, else when the
-    // earliest batch in progress should end.
-    let free = st.running.iter().map(|end| end.unwrap_or(now).max(now)).min().unwrap_or(now);
-    match policy::predicted_completion(queued, rows, a.max_rows, a.instances, &st.cost, free) {
-        Some(done) if done > deadline.into_iter().fold(now + target, Instant::min) => {
-            Err(PushError::Shed { predicted: done - now })
-        }
-        _ => Ok(()),
-    }
+    policy::admit(a, &st.cost, queued, &st.running, rows, now, deadline)
+        .map_err(|predicted| PushError::Shed { predicted })
 }
 
 /// Drops entries whose callers have gone, and answers those whose deadline has passed.
