@@ -51,6 +51,8 @@ bench: ort test-deps ## benchmarks (serving, prediction log, operator at scale);
 	target/release/kubeinfer-bench serving --server $(SERVER) --models examples/models --auth --concurrency 64
 	target/release/kubeinfer-bench db --table-rows 10000000
 	target/release/kubeinfer-bench overload --server $(SERVER) --models examples/models
+	KUBEINFER_INTRA_OP_THREADS=1 target/release/kubeinfer-bench overload --server $(SERVER) --models examples/models \
+	  --server-target 15ms
 	.cache/venv/bin/python scripts/bench_protocols.py $(SERVER)
 	@assets=$${KUBEBUILDER_ASSETS:-$$(scripts/envtest-assets.sh)}; \
 	 if [ -n "$$assets$$KUBEINFER_E2E_KUBECONFIG" ]; then KUBEBUILDER_ASSETS=$$assets target/release/kubeinfer-bench operator; \
