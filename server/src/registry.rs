@@ -77,6 +77,7 @@ impl ServedModel {
             },
             capacity: info.settings.queue_capacity,
             idle_spin: info.settings.idle_spin,
+            probe: settings.latency_target.map(|_| crate::model::warmup::synthetic_inputs(&info.signature)),
         };
         let batcher = Batcher::start(&info.name, runners, config, &metrics, stats.clone()).map_err(|e| {
             Error::ModelLoad {

@@ -146,8 +146,7 @@ async fn a_request_still_queued_past_its_timeout_parameter_gets_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_latency_target_below_the_models_cost_the_first_request_teaches_the_cost_and_the_next_is_shed()
-{
+async fn with_a_latency_target_below_the_models_cost_the_cost_timed_at_start_up_sheds_the_first_request() {
     let target = Duration::from_micros(1);
     let app = start(
         &["affine"],
@@ -157,9 +156,8 @@ async fn with_a_latency_target_below_the_models_cost_the_first_request_teaches_t
         },
     );
     let body = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]});
-    assert_eq!(app.post_json("/v2/models/affine/infer", &body).await.status, 200, "nothing learned yet");
     let shed = app.post_json("/v2/models/affine/infer", &body).await;
-    assert_eq!(shed.status, 503);
+    assert_eq!(shed.status, 503, "every batch size was timed before the first request");
     assert_eq!(shed.headers["retry-after"], "1");
     assert_eq!(
         shed.headers.get("connection"),
@@ -174,24 +172,27 @@ async fn with_a_latency_target_below_the_models_cost_the_first_request_teaches_t
         "{}",
         shed.error()
     );
+    assert_eq!(app.post_json("/v2/models/affine/infer", &body).await.status, 503);
     let m = app.metrics().await;
     let series = |s: &str| sample(&m, s);
     assert_eq!(
         series(
             r#"kubeinfer_inference_requests_total{model="affine",outcome="shed",protocol="rest",version="2"}"#
         ),
-        1.0
+        2.0
     );
-    assert_eq!(series(r#"kubeinfer_inference_shed_total{model="affine",stage="arrival",version="2"}"#), 1.0);
+    assert_eq!(series(r#"kubeinfer_inference_shed_total{model="affine",stage="arrival",version="2"}"#), 2.0);
     assert_eq!(series(r#"kubeinfer_latency_target_seconds{model="affine",version="2"}"#), 0.000001);
     assert_eq!(
         series(r#"kubeinfer_inference_within_target_total{model="affine",protocol="rest",version="2"}"#),
-        0.0,
-        "the first answer took more than 1 µs"
+        0.0
     );
-    assert!(series(r#"kubeinfer_batch_cost_seconds{model="affine",rows="1",version="2"}"#) > 0.0);
-    // The autoscaling gauge: the answer used many times its 1 µs target, the shed request counts as 1.
-    assert!(series(r#"kubeinfer_latency_target_used_ratio{model="affine",version="2"}"#) > 1.0);
+    for rows in [1, 2, 4, 8, 16, 32, 64] {
+        let cost = format!(r#"kubeinfer_batch_cost_seconds{{model="affine",rows="{rows}",version="2"}}"#);
+        assert!(series(&cost) > 0.0, "{rows} rows were timed at start-up");
+    }
+    // The autoscaling gauge: a shed request counts as using its whole target.
+    assert_eq!(series(r#"kubeinfer_latency_target_used_ratio{model="affine",version="2"}"#), 1.0);
 }
 
 /// Every inference outcome of affine v2 over REST, as (outcome, count) for the non-zero ones.
@@ -226,4 +227,19 @@ async fn failures_before_decoding_count_too_each_once() {
     let reply = app.post_raw("/v2/models/affine/infer", b"{}".to_vec(), Some("999")).await;
     assert_eq!(reply.status, 400, "a header length past the body");
     assert_eq!(rest_outcomes(&app.metrics().await), [("invalid".to_string(), 2.0)]);
+}
+
+/// Start-up times each batch size with stacked copies of a made-up request: no bundled model, whatever
+/// its inputs (a scalar among them), may fail to load for it.
+#[test]
+fn every_bundled_model_loads_with_a_latency_target() {
+    let settings = kubeinfer_server::model::settings::ModelSettings {
+        latency_target: Some(Duration::from_millis(20)),
+        ..common::defaults()
+    };
+    let models = ["affine", "digits", "echo", "external_data", "fixed_batch", "heavy_mlp", "multi_io"];
+    let registry = common::load(&models, &settings).unwrap_or_else(|e| panic!("{e}"));
+    for model in models {
+        assert!(registry.get(model, None).is_ok(), "{model} is served");
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod cost;
 pub mod policy;
+pub mod probe;
 pub mod queue;
 pub mod worker;
 
@@ -37,6 +38,9 @@ pub struct BatchConfig {
     pub capacity: usize,
     /// How long an idle instance watches the queue before sleeping (see `queue::Shared::idle_spin`).
     pub idle_spin: Duration,
+    /// One request's inputs (a row each) from which, with a latency target, each batch size's cost is
+    /// timed before the first request (`probe`); `None`: learned from traffic only.
+    pub probe: Option<Vec<Tensor>>,
 }
 
 pub struct Batcher {
@@ -57,15 +61,22 @@ impl Batcher {
     /// Starts one thread per runner. `limits.max_rows == 0` runs one request per batch.
     pub fn start(
         model: &str,
-        runners: Vec<Box<dyn Runner>>,
+        mut runners: Vec<Box<dyn Runner>>,
         config: BatchConfig,
         metrics: &ModelMetrics,
         stats: Arc<TritonStats>,
     ) -> Result<Batcher, std::io::Error> {
-        let BatchConfig { limits, capacity, idle_spin } = config;
+        let BatchConfig { limits, capacity, idle_spin, probe } = config;
         let admission =
             Admission { target: limits.target, max_rows: limits.max_rows, instances: runners.len() };
         let queue = Queue::new(capacity, idle_spin, metrics.queue_depth.clone(), admission);
+        if let (Some(one), Some(_), Some(first)) = (probe, limits.target, runners.first_mut()) {
+            let timed = probe::measure(first.as_mut(), &one, limits.max_rows.max(1), probe::BUDGET);
+            for &(rows, took) in &timed {
+                metrics.batch_cost.publish(queue.record_cost(0, rows, took).learned(rows));
+            }
+            tracing::info!(model, sizes = timed.len(), "timed the batch sizes for the latency target");
+        }
         let mut threads = Vec::with_capacity(runners.len());
         let dead = Arc::new(AtomicUsize::new(0));
         for (i, runner) in runners.into_iter().enumerate() {

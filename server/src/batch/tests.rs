@@ -57,7 +57,7 @@ fn targeted(instances: usize, max_rows: usize, capacity: usize, target: Option<D
     let batcher = Batcher::start(
         "m",
         runners,
-        BatchConfig { limits, capacity, idle_spin: Duration::ZERO },
+        BatchConfig { limits, capacity, idle_spin: Duration::ZERO, probe: None },
         &metrics,
         Arc::new(TritonStats::default()),
     )
@@ -234,7 +234,7 @@ async fn a_runner_that_panics_fails_its_batch_and_the_instance_keeps_serving() {
     let metrics = Metrics::new("test").for_model("m", 1, None);
     let limits = Limits { max_rows: 8, max_delay: Duration::ZERO, preferred: vec![], target: None };
     let runners: Vec<Box<dyn Runner>> = vec![Box::new(Panicky { calls: 0 })];
-    let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50) };
+    let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::from_micros(50), probe: None };
     let batcher = Batcher::start("m", runners, config, &metrics, Arc::new(TritonStats::default())).unwrap();
     let first = batcher.submit(x(&[1.0]), 1, false, LONG).await;
     assert!(
@@ -264,7 +264,7 @@ async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy()
     let metrics = Metrics::new("test").for_model("m", 1, None);
     let limits =
         Limits { max_rows: 8, max_delay: Duration::from_millis(200), preferred: vec![], target: None };
-    let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::ZERO };
+    let config = BatchConfig { limits, capacity: 8, idle_spin: Duration::ZERO, probe: None };
     let batcher = Arc::new(
         Batcher::start("m", vec![Box::new(Lying)], config, &metrics, Arc::new(TritonStats::default()))
             .unwrap(),

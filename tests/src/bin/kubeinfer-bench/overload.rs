@@ -88,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         [("no target", vec![]), (with_target.as_str(), vec!["--latency-target", target.as_str()])];
     println!(
         "\n| server | offered (× capacity) | offered req/s | answered req/s | goodput req/s (≤ {:?}) | \
-         goodput / capacity | p50 ms | p99 ms | shed or refused | shed at arrival / in queue | \
+         goodput / capacity | p50 ms | p99 ms | shed or refused (count) | shed at arrival / in queue | \
          in time by the server's clock | mean batch | reconnects | errors |",
         args.target
     );
@@ -98,9 +98,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let server = start(&args, &flags)?;
         for &multiple in &args.load {
             let rate = capacity * multiple;
-            let before = rt.block_on(Counters::scrape(server.addr, &args.model))?;
-            let mut o = rt.block_on(open_loop(server.addr, &request, rate, &args));
-            let after = rt.block_on(Counters::scrape(server.addr, &args.model))?;
+            // The server's counts start with the measured window, as the client's do: the warm-up
+            // (a fresh server's first second, its connections opening) is left out of both.
+            let (mut o, before) = rt.block_on(async {
+                let counted = async {
+                    tokio::time::sleep(args.warmup).await;
+                    Counters::scrape(server.addr, &args.model).await
+                };
+                tokio::join!(open_loop(server.addr, &request, rate, &args), counted)
+            });
+            let (before, after) = (before?, rt.block_on(Counters::scrape(server.addr, &args.model))?);
             print_row(label, multiple, rate, capacity, &mut o, &after.minus(&before), &args);
         }
         learned.push((label, rt.block_on(learned_costs(server.addr, &args.model))?));
@@ -222,13 +229,14 @@ fn print_row(
     };
     let mean_batch = if server.batches > 0.0 { server.rows / server.batches } else { f64::NAN };
     println!(
-        "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.1}% | {:.0} / {:.0} \
+        "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.1}% ({}) | {:.0} / {:.0} \
          | {in_time} | {mean_batch:.1} | {} | {} |",
         o.answered_us.len() as f64 / answering,
         good / capacity,
         quantile(0.5),
         quantile(0.99),
         100.0 * share(o.refused),
+        o.refused,
         server.shed_at_arrival,
         server.shed_in_queue,
         o.reconnects,
