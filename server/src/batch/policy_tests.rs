@@ -2,7 +2,7 @@
 
 use super::*;
 
-struct Req {
+pub(super) struct Req {
     rows: usize,
     key: Vec<Vec<usize>>,
     at: Instant,
@@ -28,7 +28,7 @@ impl Pending for Req {
     }
 }
 
-fn req(rows: usize, width: usize, at: Instant) -> Req {
+pub(super) fn req(rows: usize, width: usize, at: Instant) -> Req {
     Req { rows, key: vec![vec![width]], at, alone: false, deadline: None }
 }
 

@@ -5,12 +5,11 @@
 //! through, so never learned. A pod added by a scale-up meets its heaviest traffic in its first
 //! seconds, which is when the target matters most.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use super::worker::{run_guarded, stack};
 use crate::model::Runner;
 use crate::protocol::Tensor;
-use crate::protocol::tensor::concat_rows;
 
 /// How long start-up may spend timing batches; the sizes not reached are learned from traffic.
 pub const BUDGET: Duration = Duration::from_secs(1);
@@ -57,17 +56,15 @@ pub fn measure(
     timed
 }
 
-/// `one` repeated to `rows` rows; `None` when an input has no dimension to stack along (a scalar).
+/// `one` repeated to `rows` rows, stacked as the worker stacks a batch; `None` when an input has no
+/// dimension to stack along (a scalar).
 fn stacked(one: &[Tensor], rows: usize) -> Option<Vec<Tensor>> {
-    if rows == 1 {
-        return Some(one.to_vec());
-    }
-    one.iter().map(|t| (!t.shape.is_empty()).then(|| concat_rows(&t.name, &vec![t; rows]))).collect()
+    (rows == 1 || one.iter().all(|t| !t.shape.is_empty())).then(|| stack(vec![one.to_vec(); rows]))
 }
 
-/// Whether the runner answered; a panic, like an error, is a no (the worker guards its runs the same way).
+/// Whether the runner answered; a panic, like an error, is a no.
 fn runs(runner: &mut dyn Runner, inputs: Vec<Tensor>) -> bool {
-    catch_unwind(AssertUnwindSafe(|| runner.run(inputs))).is_ok_and(|r| r.is_ok())
+    run_guarded(runner, inputs).is_ok()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! plus a part per row, with noise and the odd stall, as heavy_mlp's do on two shared cores. No
 //! threads, no sleeping: each run takes milliseconds and gives the same figures every time.
 
+use super::tests::{Req, req};
 use super::*;
 use std::collections::VecDeque;
 
@@ -29,29 +30,6 @@ impl Curve {
     /// Requests per second the model answers in full batches, by the mean cost (stalls included).
     fn capacity(&self) -> f64 {
         MAX_ROWS as f64 / (self.mean(MAX_ROWS) * 1.02 / 1e6)
-    }
-}
-
-struct Req {
-    at: Instant,
-    key: Vec<Vec<usize>>,
-}
-
-impl Pending for Req {
-    fn rows(&self) -> usize {
-        1
-    }
-    fn key(&self) -> &[Vec<usize>] {
-        &self.key
-    }
-    fn enqueued(&self) -> Instant {
-        self.at
-    }
-    fn deadline(&self) -> Instant {
-        self.at + Duration::from_secs(30)
-    }
-    fn alone(&self) -> bool {
-        false
     }
 }
 
@@ -134,7 +112,7 @@ fn simulate(curve: Curve, load: f64, target: Duration, seconds: f64) -> Outcome 
                     out.shed_at_arrival += usize::from(counted);
                     continue;
                 }
-                queue.push_back(Req { at: now, key: vec![vec![4]] });
+                queue.push_back(req(1, 4, now));
                 if running.is_some() {
                     continue;
                 }
@@ -144,7 +122,7 @@ fn simulate(curve: Curve, load: f64, target: Duration, seconds: f64) -> Outcome 
         while let decision @ (Decision::Shed(_) | Decision::Run(_)) = decide(&queue, &limits, &cost, now) {
             let (Decision::Shed(picked) | Decision::Run(picked)) = &decision else { break };
             let taken: Vec<Req> = picked.iter().rev().filter_map(|&i| queue.remove(i)).collect();
-            let counted = taken.iter().filter(|r| r.at >= warm);
+            let counted = taken.iter().filter(|r| r.enqueued() >= warm);
             if matches!(decision, Decision::Shed(_)) {
                 out.shed_in_queue += counted.count();
                 continue;
@@ -154,7 +132,7 @@ fn simulate(curve: Curve, load: f64, target: Duration, seconds: f64) -> Outcome 
             out.batches += usize::from(now >= warm);
             for r in counted {
                 out.answered += 1;
-                out.in_time += usize::from(done - r.at <= target);
+                out.in_time += usize::from(done - r.enqueued() <= target);
             }
             break;
         }

@@ -50,8 +50,7 @@ impl Worker {
         }
         let inputs = stack(inputs_per_request);
         let infer_start = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.runner.run(inputs)))
-            .unwrap_or_else(|_| Err(RunError::from("the model runner panicked".to_string())));
+        let result = run_guarded(self.runner.as_mut(), inputs);
         let infer_end = Instant::now();
         let result = result.and_then(|outputs| unstack(outputs, &rows, total_rows).map_err(RunError::from));
         let done = Instant::now();
@@ -103,8 +102,14 @@ struct Waiting {
     span: tracing::Span,
 }
 
+/// Runs one batch; a runner that panics fails the batch instead of the instance thread.
+pub(super) fn run_guarded(runner: &mut dyn Runner, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RunError> {
+    catch_unwind(AssertUnwindSafe(|| runner.run(inputs)))
+        .unwrap_or_else(|_| Err(RunError::from("the model runner panicked".to_string())))
+}
+
 /// One request's inputs are used as they are; several are concatenated input by input.
-fn stack(mut per_request: Vec<Vec<Tensor>>) -> Vec<Tensor> {
+pub(super) fn stack(mut per_request: Vec<Vec<Tensor>>) -> Vec<Tensor> {
     if per_request.len() == 1 {
         return per_request.pop().unwrap_or_default();
     }
