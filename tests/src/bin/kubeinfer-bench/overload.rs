@@ -53,6 +53,9 @@ pub struct Args {
 struct Outcome {
     /// Microseconds from schedule to answer, of each 200.
     answered_us: Vec<u64>,
+    /// The same from when the request was sent: without the time the load generator itself fell
+    /// behind its schedule (its share of the CPU the server also runs on).
+    from_sending_us: Vec<u64>,
     /// 503s: shed for the target, or turned away by a full queue.
     refused: u64,
     errors: u64,
@@ -88,11 +91,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         [("no target", vec![]), (with_target.as_str(), vec!["--latency-target", target.as_str()])];
     println!(
         "\n| server | offered (× capacity) | offered req/s | answered req/s | goodput req/s (≤ {:?}) | \
-         goodput / capacity | p50 ms | p99 ms | shed or refused (count) | shed at arrival / in queue | \
-         in time by the server's clock | mean batch | reconnects | errors |",
+         goodput / capacity | p50 ms | p99 ms | p99 ms from sending | shed or refused (count) | shed at arrival / in queue | \
+         in time by the server's clock | by the client's | mean batch | reconnects | errors |",
         args.target
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut learned = Vec::new();
     for (label, flags) in configs {
         let server = start(&args, &flags)?;
@@ -217,24 +220,33 @@ fn print_row(
     let target_us = args.target.as_micros() as u64;
     let good = o.answered_us.iter().filter(|&&us| us <= target_us).count() as f64 / seconds;
     o.answered_us.sort_unstable();
-    let quantile = |q: f64| match o.answered_us.len() {
+    o.from_sending_us.sort_unstable();
+    let quantile = |us: &[u64], q: f64| match us.len() {
         0 => f64::NAN,
-        n => o.answered_us[((n - 1) as f64 * q).round() as usize] as f64 / 1000.0,
+        n => us[((n - 1) as f64 * q).round() as usize] as f64 / 1000.0,
     };
     let share = |n: u64| if o.sent > 0 { n as f64 / o.sent as f64 } else { 0.0 };
-    // The server counts answers within a target only when it has one.
-    let in_time = match server.target > 0.0 && server.answered > 0.0 {
-        true => format!("{:.1}%", 100.0 * server.within_target / server.answered),
-        false => "-".to_string(),
+    // The server counts answers within a target only when it has one. The client's share of answers
+    // within the same target tells how much of the tail is time the server's clock does not see
+    // (the kernel's and the HTTP side's queues, and the client's own).
+    let (in_time, client_in_time) = match server.target > 0.0 && server.answered > 0.0 {
+        true => {
+            let target_us = (server.target * 1e6).round() as u64;
+            let within = o.answered_us.iter().filter(|&&us| us <= target_us).count();
+            let client = 100.0 * within as f64 / o.answered_us.len().max(1) as f64;
+            (format!("{:.1}%", 100.0 * server.within_target / server.answered), format!("{client:.1}%"))
+        }
+        false => ("-".to_string(), "-".to_string()),
     };
     let mean_batch = if server.batches > 0.0 { server.rows / server.batches } else { f64::NAN };
     println!(
-        "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.1}% ({}) | {:.0} / {:.0} \
-         | {in_time} | {mean_batch:.1} | {} | {} |",
+        "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}% ({}) | {:.0} / {:.0} \
+         | {in_time} | {client_in_time} | {mean_batch:.1} | {} | {} |",
         o.answered_us.len() as f64 / answering,
         good / capacity,
-        quantile(0.5),
-        quantile(0.99),
+        quantile(&o.answered_us, 0.5),
+        quantile(&o.answered_us, 0.99),
+        quantile(&o.from_sending_us, 0.99),
         100.0 * share(o.refused),
         o.refused,
         server.shed_at_arrival,
@@ -277,6 +289,7 @@ async fn open_loop(addr: SocketAddr, request: &Prepared, rate: f64, args: &Args)
     let mut total = Outcome { start: Some(schedule.start), ..Default::default() };
     let failed = load::join(tasks, |o: Outcome| {
         total.answered_us.extend(o.answered_us);
+        total.from_sending_us.extend(o.from_sending_us);
         total.refused += o.refused;
         total.errors += o.errors;
         total.sent += o.sent;
@@ -321,6 +334,7 @@ async fn connection(
                 o.reconnects += 1;
             }
         }
+        let sent = Instant::now();
         let status = load::send(&mut sender, addr, &request).await?;
         if at < s.start {
             continue;
@@ -328,7 +342,10 @@ async fn connection(
         o.sent += 1;
         o.finished = Some(Instant::now());
         match status {
-            200 => o.answered_us.push(at.elapsed().as_micros() as u64),
+            200 => {
+                o.answered_us.push(at.elapsed().as_micros() as u64);
+                o.from_sending_us.push(sent.elapsed().as_micros() as u64);
+            }
             503 => o.refused += 1,
             _ => o.errors += 1,
         }
