@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod lag;
 pub mod listener;
 pub mod load;
 pub mod metrics;

@@ -48,6 +48,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     defaults.validate().map_err(|reason| Error::ModelConfig { path: "command line".into(), reason })?;
 
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
+    let wake_delay = crate::lag::histogram();
+    metrics.register(Box::new(wake_delay.clone()));
+    tokio::spawn(crate::lag::probe(wake_delay, crate::lag::PERIOD));
     let predictions = match &args.database.database_url {
         Some(url) => Some(PredictionLog::start(url, &args.database, &metrics)?),
         None => {

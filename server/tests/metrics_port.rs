@@ -19,6 +19,7 @@ fn metrics_move_to_their_own_port_and_leave_the_api_port() {
     let (status, body) = http_get(&format!("http://127.0.0.1:{port}/metrics")).unwrap();
     assert_eq!(status, 200, "scrapers need no key");
     assert!(body.contains("kubeinfer_build_info"), "{body}");
+    assert!(body.contains("kubeinfer_runtime_wake_delay_seconds_count"), "the async workers' delay: {body}");
     assert_eq!(http_get(&format!("http://127.0.0.1:{port}/v2/health/ready")).unwrap().0, 404);
     let (status, body) = http_get(&server.url("/metrics")).unwrap();
     assert_eq!(status, 404, "{body}");

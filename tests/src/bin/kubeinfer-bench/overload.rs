@@ -14,6 +14,9 @@ use kubeinfer_server::units::parse_duration;
 use kubeinfer_tests::process::ServerProcess;
 
 use crate::load::{self, Prepared};
+use scrape::{Counters, learned_costs};
+
+mod scrape;
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -56,6 +59,8 @@ struct Outcome {
     /// The same from when the request was sent: without the time the load generator itself fell
     /// behind its schedule (its share of the CPU the server also runs on).
     from_sending_us: Vec<u64>,
+    /// The generator's own wake-up delays over the window (`wake_delays`).
+    wake_delays_us: Vec<u64>,
     /// 503s: shed for the target, or turned away by a full queue.
     refused: u64,
     errors: u64,
@@ -92,10 +97,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "\n| server | offered (× capacity) | offered req/s | answered req/s | goodput req/s (≤ {:?}) | \
          goodput / capacity | p50 ms | p99 ms | p99 ms from sending | shed or refused (count) | shed at arrival / in queue | \
-         in time by the server's clock | by the client's | mean batch | reconnects | errors |",
+         in time by the server's clock | by the client's | async wake delay: mean ms, > 4 ms | the client's | mean batch | \
+         reconnects | errors |",
         args.target
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut learned = Vec::new();
     for (label, flags) in configs {
         let server = start(&args, &flags)?;
@@ -119,69 +125,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("\n{label}: the learned batch cost at the end, by size class: {costs}");
     }
     Ok(())
-}
-
-/// The server's own counts over a point, from /metrics.
-#[derive(Debug, Default)]
-struct Counters {
-    rows: f64,
-    batches: f64,
-    shed_at_arrival: f64,
-    shed_in_queue: f64,
-    answered: f64,
-    within_target: f64,
-    /// The server's latency target in seconds (0: none); a setting, not a count.
-    target: f64,
-}
-
-impl Counters {
-    async fn scrape(addr: SocketAddr, model: &str) -> anyhow::Result<Counters> {
-        let text = load::get_text(addr, "/metrics").await?;
-        let value = |series: String| -> f64 {
-            let prefix = format!("{series} ");
-            text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        };
-        let shed = |stage: &str| {
-            value(format!(r#"kubeinfer_inference_shed_total{{model="{model}",stage="{stage}",version="1"}}"#))
-        };
-        Ok(Counters {
-            rows: value(format!(r#"kubeinfer_inference_batch_size_sum{{model="{model}",version="1"}}"#)),
-            batches: value(format!(r#"kubeinfer_inference_batch_size_count{{model="{model}",version="1"}}"#)),
-            shed_at_arrival: shed("arrival"),
-            shed_in_queue: shed("queue"),
-            answered: value(format!(
-                r#"kubeinfer_inference_requests_total{{model="{model}",outcome="success",protocol="rest",version="1"}}"#
-            )),
-            within_target: value(format!(
-                r#"kubeinfer_inference_within_target_total{{model="{model}",protocol="rest",version="1"}}"#
-            )),
-            target: value(format!(r#"kubeinfer_latency_target_seconds{{model="{model}",version="1"}}"#)),
-        })
-    }
-
-    fn minus(&self, before: &Counters) -> Counters {
-        Counters {
-            rows: self.rows - before.rows,
-            batches: self.batches - before.batches,
-            shed_at_arrival: self.shed_at_arrival - before.shed_at_arrival,
-            shed_in_queue: self.shed_in_queue - before.shed_in_queue,
-            answered: self.answered - before.answered,
-            within_target: self.within_target - before.within_target,
-            target: self.target,
-        }
-    }
-}
-
-/// The server's `kubeinfer_batch_cost_seconds`, as "rows: ms" by size class.
-async fn learned_costs(addr: SocketAddr, model: &str) -> anyhow::Result<String> {
-    let text = load::get_text(addr, "/metrics").await?;
-    let prefix = format!(r#"kubeinfer_batch_cost_seconds{{model="{model}",rows=""#);
-    let costs: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix(&prefix)?.split_once(r#"",version="1"} "#))
-        .filter_map(|(rows, s)| Some(format!("{rows} rows {:.2} ms", s.parse::<f64>().ok()? * 1e3)))
-        .collect();
-    Ok(costs.join(", "))
 }
 
 /// The server on the example models with `flags`, on CPU 1 when pinning.
@@ -239,9 +182,25 @@ fn print_row(
         false => ("-".to_string(), "-".to_string()),
     };
     let mean_batch = if server.batches > 0.0 { server.rows / server.batches } else { f64::NAN };
+    let wake = match server.wakes > 0.0 {
+        true => format!(
+            "{:.2}, {:.1}%",
+            1e3 * server.wake_delay / server.wakes,
+            100.0 * (1.0 - server.wakes_within_4ms / server.wakes)
+        ),
+        false => "-".to_string(),
+    };
+    let client_wake = match o.wake_delays_us.len() {
+        0 => "-".to_string(),
+        n => format!(
+            "{:.2}, {:.1}%",
+            o.wake_delays_us.iter().sum::<u64>() as f64 / n as f64 / 1e3,
+            100.0 * o.wake_delays_us.iter().filter(|&&us| us > 4_000).count() as f64 / n as f64
+        ),
+    };
     println!(
         "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}% ({}) | {:.0} / {:.0} \
-         | {in_time} | {client_in_time} | {mean_batch:.1} | {} | {} |",
+         | {in_time} | {client_in_time} | {wake} | {client_wake} | {mean_batch:.1} | {} | {} |",
         o.answered_us.len() as f64 / answering,
         good / capacity,
         quantile(&o.answered_us, 0.5),
@@ -286,6 +245,7 @@ async fn open_loop(addr: SocketAddr, request: &Prepared, rate: f64, args: &Args)
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| tokio::spawn(connection(addr, request.clone(), schedule, next.clone())))
         .collect();
+    let probe = tokio::spawn(wake_delays(schedule.start, schedule.end));
     let mut total = Outcome { start: Some(schedule.start), ..Default::default() };
     let failed = load::join(tasks, |o: Outcome| {
         total.answered_us.extend(o.answered_us);
@@ -298,7 +258,24 @@ async fn open_loop(addr: SocketAddr, request: &Prepared, rate: f64, args: &Args)
     })
     .await;
     total.errors += failed;
+    total.wake_delays_us = probe.await.unwrap_or_default();
     total
+}
+
+/// How late a task asking to wake every 10 ms woke, in microseconds, over the window: the load
+/// generator's own wait for a core, as `kubeinfer_runtime_wake_delay_seconds` is the server's. An
+/// answer that waits as long to be read is charged to the server's latency.
+async fn wake_delays(start: Instant, end: Instant) -> Vec<u64> {
+    tokio::time::sleep_until(start.into()).await;
+    let mut delays = Vec::new();
+    let mut due = Instant::now() + kubeinfer_server::lag::PERIOD;
+    while due < end {
+        tokio::time::sleep_until(due.into()).await;
+        let woke = Instant::now();
+        delays.push(woke.saturating_duration_since(due).as_micros() as u64);
+        due = woke + kubeinfer_server::lag::PERIOD;
+    }
+    delays
 }
 
 #[derive(Debug, Clone, Copy)]
