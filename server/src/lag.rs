@@ -2,9 +2,9 @@
 //! every `PERIOD` and records how late it woke. A request waits the same way before its handler starts
 //! and after it returns, and neither its own time nor the latency target counts that wait, so it is
 //! headroom to leave between the server's target and the objective clients measure. Tokio's timers
-//! tick every millisecond: about 1 ms is the floor (heavy_mlp on two cores: 1.03 to 1.07 ms mean at
-//! half of capacity, 1.19 to 1.21 at 1.6x; docs/benchmarks.md). A pod short of CPU shows more. Go's
-//! runtime exports the same as `go_sched_latencies_seconds`.
+//! tick every millisecond, so about 1 ms is the floor; a pod short of CPU shows more (measured in
+//! docs/benchmarks.md, "What the server's clock does not see"). Go's runtime exports the same as
+//! `go_sched_latencies_seconds`.
 
 use std::time::Duration;
 

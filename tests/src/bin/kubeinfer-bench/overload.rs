@@ -169,35 +169,15 @@ fn print_row(
         n => us[((n - 1) as f64 * q).round() as usize] as f64 / 1000.0,
     };
     let share = |n: u64| if o.sent > 0 { n as f64 / o.sent as f64 } else { 0.0 };
-    // The server counts answers within a target only when it has one. The client's share of answers
-    // within the same target tells how much of the tail is time the server's clock does not see
-    // (the kernel's and the HTTP side's queues, and the client's own).
-    let (in_time, client_in_time) = match server.target > 0.0 && server.answered > 0.0 {
-        true => {
-            let target_us = (server.target * 1e6).round() as u64;
-            let within = o.answered_us.iter().filter(|&&us| us <= target_us).count();
-            let client = 100.0 * within as f64 / o.answered_us.len().max(1) as f64;
-            (format!("{:.1}%", 100.0 * server.within_target / server.answered), format!("{client:.1}%"))
-        }
-        false => ("-".to_string(), "-".to_string()),
-    };
+    let (in_time, client_in_time) = in_time_cells(server, &o.answered_us);
     let mean_batch = if server.batches > 0.0 { server.rows / server.batches } else { f64::NAN };
-    let wake = match server.wakes > 0.0 {
-        true => format!(
-            "{:.2}, {:.1}%",
-            1e3 * server.wake_delay / server.wakes,
-            100.0 * (1.0 - server.wakes_within_4ms / server.wakes)
-        ),
-        false => "-".to_string(),
-    };
-    let client_wake = match o.wake_delays_us.len() {
-        0 => "-".to_string(),
-        n => format!(
-            "{:.2}, {:.1}%",
-            o.wake_delays_us.iter().sum::<u64>() as f64 / n as f64 / 1e3,
-            100.0 * o.wake_delays_us.iter().filter(|&&us| us > 4_000).count() as f64 / n as f64
-        ),
-    };
+    let wake = wake_cell(server.wakes, server.wake_delay * 1e3, server.wakes - server.wakes_within_4ms);
+    let delays = &o.wake_delays_us;
+    let client_wake = wake_cell(
+        delays.len() as f64,
+        delays.iter().sum::<u64>() as f64 / 1e3,
+        delays.iter().filter(|&&us| us > 4_000).count() as f64,
+    );
     println!(
         "| {label} | {multiple:.1} | {rate:.0} | {:.0} | {good:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}% ({}) | {:.0} / {:.0} \
          | {in_time} | {client_in_time} | {wake} | {client_wake} | {mean_batch:.1} | {} | {} |",
@@ -213,6 +193,27 @@ fn print_row(
         o.reconnects,
         o.errors
     );
+}
+
+/// The server's share of answers within its target, and the client's share within the same target
+/// (`answered_us` from the schedule): lower by the answers that the time outside the server's clock
+/// (the kernel's, hyper's, the client's own) carries past it. "-" without a target.
+fn in_time_cells(server: &Counters, answered_us: &[u64]) -> (String, String) {
+    if server.target <= 0.0 || server.answered <= 0.0 {
+        return ("-".to_string(), "-".to_string());
+    }
+    let target_us = (server.target * 1e6).round() as u64;
+    let within = answered_us.iter().filter(|&&us| us <= target_us).count();
+    let client = 100.0 * within as f64 / answered_us.len().max(1) as f64;
+    (format!("{:.1}%", 100.0 * server.within_target / server.answered), format!("{client:.1}%"))
+}
+
+/// `wakes` wake-ups late by `total_ms` in all, `over_4ms` of them by more than 4 ms: "mean ms, share".
+fn wake_cell(wakes: f64, total_ms: f64, over_4ms: f64) -> String {
+    match wakes > 0.0 {
+        true => format!("{:.2}, {:.1}%", total_ms / wakes, 100.0 * over_4ms / wakes),
+        false => "-".to_string(),
+    }
 }
 
 /// A binary request of one row for `model`, shaped from its metadata.
