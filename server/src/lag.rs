@@ -30,13 +30,13 @@ pub fn histogram() -> Histogram {
     Histogram::with_opts(opts).unwrap_or_else(|e| unreachable!("metric is well-formed: {e}"))
 }
 
-/// Wakes every `period` and records how late, until the runtime stops.
-pub async fn probe(delay: Histogram, period: Duration) {
+/// Wakes every `period` and hands how late it woke to `late`, until dropped (or the runtime stops).
+pub async fn probe(period: Duration, mut late: impl FnMut(Duration)) {
     let mut due = Instant::now() + period;
     loop {
         tokio::time::sleep_until(due).await;
         let woke = Instant::now();
-        delay.observe(woke.saturating_duration_since(due).as_secs_f64());
+        late(woke.saturating_duration_since(due));
         due = woke + period;
     }
 }
@@ -48,7 +48,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_worker_blocked_for_thirty_milliseconds_makes_the_probe_wake_at_least_twenty_late() {
         let delay = histogram();
-        let probe = tokio::spawn(probe(delay.clone(), Duration::from_millis(5)));
+        let observed = delay.clone();
+        let probe =
+            tokio::spawn(probe(Duration::from_millis(5), move |late| observed.observe(late.as_secs_f64())));
         tokio::time::sleep(Duration::from_millis(20)).await;
         let before = delay.get_sample_count();
         // The only worker is held: the probe's wake-up, due within 5 ms, waits for it.

@@ -50,7 +50,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new(ORT_VERSION));
     let wake_delay = crate::lag::histogram();
     metrics.register(Box::new(wake_delay.clone()));
-    tokio::spawn(crate::lag::probe(wake_delay, crate::lag::PERIOD));
+    tokio::spawn(crate::lag::probe(crate::lag::PERIOD, move |late| wake_delay.observe(late.as_secs_f64())));
     let predictions = match &args.database.database_url {
         Some(url) => Some(PredictionLog::start(url, &args.database, &metrics)?),
         None => {

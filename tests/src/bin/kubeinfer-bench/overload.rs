@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args as ClapArgs;
+use kubeinfer_server::lag;
 use kubeinfer_server::units::parse_duration;
 use kubeinfer_tests::process::ServerProcess;
 
@@ -269,13 +270,8 @@ async fn open_loop(addr: SocketAddr, request: &Prepared, rate: f64, args: &Args)
 async fn wake_delays(start: Instant, end: Instant) -> Vec<u64> {
     tokio::time::sleep_until(start.into()).await;
     let mut delays = Vec::new();
-    let mut due = Instant::now() + kubeinfer_server::lag::PERIOD;
-    while due < end {
-        tokio::time::sleep_until(due.into()).await;
-        let woke = Instant::now();
-        delays.push(woke.saturating_duration_since(due).as_micros() as u64);
-        due = woke + kubeinfer_server::lag::PERIOD;
-    }
+    let probe = lag::probe(lag::PERIOD, |late| delays.push(late.as_micros() as u64));
+    let _ = tokio::time::timeout_at(end.into(), probe).await;
     delays
 }
 
