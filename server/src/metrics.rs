@@ -173,7 +173,7 @@ impl ModelSeries {
                 Opts::new(
                     "kubeinfer_batch_cost_seconds",
                     "The learned average time of one batch on one instance, by size class (rows: up to 1, \
-                     2, 4, 8, ...). With twice its average deviation added, it sizes batches and sheds \
+                     2, 4, 8, ...). Times a margin learned from all classes, it sizes batches and sheds \
                      requests for the latency target.",
                 ),
                 &["model", "version", "rows"],

@@ -145,7 +145,7 @@ fn ms(n: u64) -> Duration {
 
 /// Batches of 1, 2, 4 and 8 rows take 2, 4, 8 and 16 ms.
 fn linear() -> CostModel {
-    let mut cost = CostModel::default();
+    let mut cost = CostModel::exact();
     for rows in [1, 2, 4, 8] {
         cost.observe(rows, ms(2 * rows as u64));
     }
@@ -159,7 +159,7 @@ fn targeted(target: u64) -> Limits {
 #[test]
 fn with_a_target_a_request_that_cannot_finish_in_time_even_alone_is_shed_and_the_rest_kept() {
     let t0 = Instant::now();
-    let mut cost = CostModel::default();
+    let mut cost = CostModel::exact();
     cost.observe(1, ms(10));
     let q = [req(1, 4, t0), req(1, 4, t0 + ms(10))];
     // At 15 ms the first is due at 20 and would finish at 25; the second is due at 30.
@@ -181,7 +181,7 @@ fn with_a_target_the_batch_grows_only_while_its_predicted_cost_lets_the_oldest_f
 fn a_requests_own_timeout_is_its_deadline_when_it_is_sooner_than_the_target() {
     let t0 = Instant::now();
     let hurried = Req { deadline: Some(t0 + ms(5)), ..req(1, 4, t0) };
-    let mut cost = CostModel::default();
+    let mut cost = CostModel::exact();
     cost.observe(1, ms(10));
     assert_eq!(decide(&[hurried], &targeted(20), &cost, t0), Decision::Shed(vec![0]));
 }
@@ -246,7 +246,7 @@ fn a_short_queue_is_never_dropped_early() {
 /// A batch costs 4 ms whatever its size up to 1 row, then 1 ms more per doubling: most of the cost is
 /// fixed, as heavy_mlp's is on two cores.
 fn mostly_fixed() -> CostModel {
-    let mut cost = CostModel::default();
+    let mut cost = CostModel::exact();
     for (rows, took) in [(1, 4), (2, 5), (4, 6), (8, 8)] {
         cost.observe(rows, ms(took));
     }

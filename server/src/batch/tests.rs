@@ -292,9 +292,10 @@ async fn an_instance_thread_that_dies_is_counted_and_makes_the_model_unhealthy()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_target_requests_the_learned_cost_makes_late_are_shed_at_arrival_or_when_their_turn_comes() {
-    let h = targeted(1, 1, 16, Some(Duration::from_millis(120)));
-    // The first batch teaches the cost, c: at least 48 ms. With B in progress, C is answered 2c from
-    // now, in time, and D 3c from now, late, for any c from 40 to 60 ms.
+    let h = targeted(1, 1, 16, Some(Duration::from_millis(160)));
+    // The first batch teaches the cost, c: at least 48 ms, predicted with the starting margin as
+    // 1.25c. With B in progress, C is answered 2.5c from now, in time, and D 3.75c from now, late, for
+    // any c from 43 to 64 ms.
     let a = h.submit(&[1.0], LONG);
     assert_eq!(h.next_batch_rows(), 1);
     std::thread::sleep(Duration::from_millis(48));
@@ -309,13 +310,13 @@ async fn with_a_target_requests_the_learned_cost_makes_late_are_shed_at_arrival_
     assert!(matches!(d, Error::Shed { .. }), "{d}");
     assert!(
         d.to_string().ends_with(
-            "past its latency target of 120ms: shed rather than answered late; retry later or elsewhere"
+            "past its latency target of 160ms: shed rather than answered late; retry later or elsewhere"
         ),
         "{d}"
     );
-    // B holds the instance for longer than its cost said: C, run alone when its turn comes, would be
-    // late.
-    std::thread::sleep(Duration::from_millis(100));
+    // B holds the instance for longer than its cost said: C, run alone when its turn comes (at 120 ms,
+    // predicted at least 1.25c), would be late.
+    std::thread::sleep(Duration::from_millis(120));
     h.open(1);
     assert_eq!(y(&b.await.unwrap().unwrap()), [4.0]);
     let c = c.await.unwrap().unwrap_err();
