@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod batch;
 pub mod config;
+pub mod cost_metrics;
 pub mod db;
 pub mod error;
 pub mod grpc;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use crate::cost_metrics::{BatchCost, CostFamilies};
 use crate::outcome::Outcome;
 use crate::recent::{ModelWindows, Recent};
 
@@ -63,7 +64,7 @@ struct ModelSeries {
     latency_target: GaugeVec,
     within_target: IntCounterVec,
     shed: IntCounterVec,
-    batch_cost: GaugeVec,
+    batch_cost: CostFamilies,
 }
 
 pub fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -169,16 +170,7 @@ impl ModelSeries {
                  ahead would make it late) or queue (even run alone when its turn came, it would be late).",
                 &["model", "version", "stage"],
             ),
-            batch_cost: GaugeVec::new(
-                Opts::new(
-                    "kubeinfer_batch_cost_seconds",
-                    "The learned average time of one batch on one instance, by size class (rows: up to 1, \
-                     2, 4, 8, ...). Times a margin learned from all classes, it sizes batches and sheds \
-                     requests for the latency target.",
-                ),
-                &["model", "version", "rows"],
-            )
-            .unwrap_or_else(|e| unreachable!("metric: {e}")),
+            batch_cost: CostFamilies::new(),
         }
     }
 }
@@ -225,11 +217,10 @@ impl Metrics {
             Box::new(s.latency_target.clone()),
             Box::new(s.within_target.clone()),
             Box::new(s.shed.clone()),
-            Box::new(s.batch_cost.clone()),
             Box::new(m.recent.clone()),
             Box::new(build),
         ];
-        for c in collectors {
+        for c in collectors.into_iter().chain(m.model.batch_cost.collectors()) {
             m.register(c);
         }
         m
@@ -259,11 +250,7 @@ impl Metrics {
             windows,
             shed_at_arrival: shed("arrival"),
             shed_in_queue: shed("queue"),
-            batch_cost: BatchCost {
-                family: self.model.batch_cost.clone(),
-                model: model.to_string(),
-                version: v.clone(),
-            },
+            batch_cost: self.model.batch_cost.for_model(model, &v),
             queue: self.model.queue_duration.with_label_values(&labels),
             compute: self.model.compute_duration.with_label_values(&labels),
             batch_size: self.model.batch_size.with_label_values(&labels),
@@ -333,24 +320,6 @@ impl ModelMetrics {
         match protocol {
             Protocol::Rest => &self.rest,
             Protocol::Grpc => &self.grpc,
-        }
-    }
-}
-
-/// The learned batch cost of one model version, published by size class as it is updated.
-#[derive(Clone)]
-pub struct BatchCost {
-    family: GaugeVec,
-    model: String,
-    version: String,
-}
-
-impl BatchCost {
-    /// Sets the estimate of one size class (its largest row count).
-    pub fn publish(&self, estimate: Option<(usize, Duration)>) {
-        if let Some((rows, cost)) = estimate {
-            let rows = rows.to_string();
-            self.family.with_label_values(&[&self.model, &self.version, &rows]).set(cost.as_secs_f64());
         }
     }
 }

@@ -191,6 +191,8 @@ async fn with_a_latency_target_below_the_models_cost_the_cost_timed_at_start_up_
         let cost = format!(r#"kubeinfer_batch_cost_seconds{{model="affine",rows="{rows}",version="2"}}"#);
         assert!(series(&cost) > 0.0, "{rows} rows were timed at start-up");
     }
+    // Each size ran once: no class has a second batch to learn the margin from yet.
+    assert_eq!(series(r#"kubeinfer_batch_cost_margin{model="affine",version="2"}"#), 1.25);
     // The autoscaling gauge: a shed request counts as using its whole target.
     assert_eq!(series(r#"kubeinfer_latency_target_used_ratio{model="affine",version="2"}"#), 1.0);
 }

@@ -122,6 +122,11 @@ impl CostModel {
         Some(self.seconds[k]? * self.margin)
     }
 
+    /// The factor predictions multiply a class's average by.
+    pub fn margin(&self) -> f64 {
+        self.margin
+    }
+
     /// The class `rows` falls in, by its largest row count, and that class's own average.
     pub fn learned(&self, rows: usize) -> Option<(usize, Duration)> {
         let k = class(rows);

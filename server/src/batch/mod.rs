@@ -73,7 +73,7 @@ impl Batcher {
         if let (Some(one), Some(_), Some(first)) = (probe, limits.target, runners.first_mut()) {
             let timed = probe::measure(first.as_mut(), &one, limits.max_rows.max(1), probe::BUDGET);
             for &(rows, took) in &timed {
-                metrics.batch_cost.publish(queue.record_cost(0, rows, took).learned(rows));
+                metrics.batch_cost.publish(&queue.record_cost(0, rows, took), rows);
             }
             tracing::info!(model, sizes = timed.len(), "timed the batch sizes for the latency target");
         }

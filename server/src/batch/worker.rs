@@ -65,7 +65,7 @@ impl Worker {
         let compute = done - started;
         self.metrics.compute.observe(compute.as_secs_f64());
         let cost = self.queue.record_cost(self.instance, total_rows, compute);
-        self.metrics.batch_cost.publish(cost.learned(total_rows));
+        self.metrics.batch_cost.publish(&cost, total_rows);
         self.metrics.batch_size.observe(total_rows as f64);
         match result {
             Ok(per_request) => {

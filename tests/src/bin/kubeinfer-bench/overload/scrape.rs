@@ -66,7 +66,8 @@ impl Counters {
     }
 }
 
-/// The server's `kubeinfer_batch_cost_seconds`, as "rows: ms" by size class.
+/// The server's `kubeinfer_batch_cost_seconds`, as "rows: ms" by size class, and its
+/// `kubeinfer_batch_cost_margin`.
 pub async fn learned_costs(addr: SocketAddr, model: &str) -> anyhow::Result<String> {
     let text = load::get_text(addr, "/metrics").await?;
     let prefix = format!(r#"kubeinfer_batch_cost_seconds{{model="{model}",rows=""#);
@@ -75,5 +76,8 @@ pub async fn learned_costs(addr: SocketAddr, model: &str) -> anyhow::Result<Stri
         .filter_map(|l| l.strip_prefix(&prefix)?.split_once(r#"",version="1"} "#))
         .filter_map(|(rows, s)| Some(format!("{rows} rows {:.2} ms", s.parse::<f64>().ok()? * 1e3)))
         .collect();
-    Ok(costs.join(", "))
+    let margin = format!(r#"kubeinfer_batch_cost_margin{{model="{model}",version="1"}} "#);
+    let margin = text.lines().find_map(|l| l.strip_prefix(&margin)?.parse::<f64>().ok());
+    let margin = margin.map_or_else(|| "not published".to_string(), |m| format!("{m:.3}"));
+    Ok(format!("{}; margin {margin}", costs.join(", ")))
 }
