@@ -166,8 +166,8 @@ mod tests {
         let mut cost = CostModel::default();
         cost.observe(8, ms(10));
         cost.observe(8, ms(10));
-        // 10 ms times 1.25 * (1 - 0.02 * 0.005).
-        assert_eq!(us(cost.predict(8)), 12_499);
+        assert_eq!(cost.margin(), 1.25 * (1.0 - 0.02 * 0.005));
+        assert_eq!(us(cost.predict(8)), 12_499, "10 ms times 1.249875");
         assert_eq!(cost.learned(8), Some((8, ms(10))));
     }
 
@@ -176,9 +176,10 @@ mod tests {
         let mut cost = CostModel::default();
         cost.observe(8, ms(10));
         cost.observe(8, ms(100));
-        // Counted as the 12.5 ms predicted: average 10 + 2.5 / 5 = 10.5 ms; margin 1.25 * 1.0199.
+        // Counted as the 12.5 ms predicted: average 10 + 2.5 / 5 = 10.5 ms.
         assert_eq!(cost.learned(8), Some((8, Duration::from_micros(10_500))));
-        assert_eq!(us(cost.predict(8)), 13_386);
+        assert_eq!(cost.margin(), 1.25 * (1.0 + 0.02 * 0.995));
+        assert_eq!(us(cost.predict(8)), 13_386, "10.5 ms times 1.274875");
     }
 
     #[test]
