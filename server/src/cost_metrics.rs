@@ -78,22 +78,16 @@ impl BatchCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
     use std::time::Duration;
 
     #[test]
-    fn a_batch_publishes_its_size_class_average_and_the_margin() {
-        let families = CostFamilies::new();
-        let published = families.for_model("m", "1");
+    fn a_batch_publishes_its_size_class_average_and_the_margin_in_the_servers_registry() {
+        let metrics = Metrics::new("test");
         let mut cost = CostModel::default();
         cost.observe(3, Duration::from_millis(2));
-        published.publish(&cost, 3);
-        let registry = prometheus::Registry::new();
-        for c in families.collectors() {
-            registry.register(c).unwrap();
-        }
-        let mut text = Vec::new();
-        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text).unwrap();
-        let text = String::from_utf8(text).unwrap();
+        metrics.for_model("m", 1, None).batch_cost.publish(&cost, 3);
+        let text = metrics.render();
         assert!(
             text.contains("kubeinfer_batch_cost_seconds{model=\"m\",rows=\"4\",version=\"1\"} 0.002\n"),
             "{text}"

@@ -72,11 +72,9 @@ mod tests {
     fn the_delay_is_exported_under_its_name_with_millisecond_buckets() {
         let delay = histogram();
         delay.observe(0.003);
-        let registry = prometheus::Registry::new();
-        registry.register(Box::new(delay)).unwrap();
-        let mut text = Vec::new();
-        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), &mut text).unwrap();
-        let text = String::from_utf8(text).unwrap();
+        let metrics = crate::metrics::Metrics::new("test");
+        metrics.register(Box::new(delay));
+        let text = metrics.render();
         assert!(text.contains(r#"kubeinfer_runtime_wake_delay_seconds_bucket{le="0.002"} 0"#), "{text}");
         assert!(text.contains(r#"kubeinfer_runtime_wake_delay_seconds_bucket{le="0.004"} 1"#), "{text}");
         assert!(text.contains("kubeinfer_runtime_wake_delay_seconds_count 1"), "{text}");

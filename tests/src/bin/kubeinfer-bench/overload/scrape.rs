@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use kubeinfer_tests::prometheus::sample;
+
 use crate::load;
 
 /// The server's own counts over a point, from /metrics.
@@ -25,10 +27,7 @@ pub struct Counters {
 impl Counters {
     pub async fn scrape(addr: SocketAddr, model: &str) -> anyhow::Result<Counters> {
         let text = load::get_text(addr, "/metrics").await?;
-        let value = |series: String| -> f64 {
-            let prefix = format!("{series} ");
-            text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        };
+        let value = |series: String| sample(&text, &series).unwrap_or(0.0);
         let shed = |stage: &str| {
             value(format!(r#"kubeinfer_inference_shed_total{{model="{model}",stage="{stage}",version="1"}}"#))
         };
@@ -76,8 +75,7 @@ pub async fn learned_costs(addr: SocketAddr, model: &str) -> anyhow::Result<Stri
         .filter_map(|l| l.strip_prefix(&prefix)?.split_once(r#"",version="1"} "#))
         .filter_map(|(rows, s)| Some(format!("{rows} rows {:.2} ms", s.parse::<f64>().ok()? * 1e3)))
         .collect();
-    let margin = format!(r#"kubeinfer_batch_cost_margin{{model="{model}",version="1"}} "#);
-    let margin = text.lines().find_map(|l| l.strip_prefix(&margin)?.parse::<f64>().ok());
+    let margin = sample(&text, &format!(r#"kubeinfer_batch_cost_margin{{model="{model}",version="1"}}"#));
     let margin = margin.map_or_else(|| "not published".to_string(), |m| format!("{m:.3}"));
     Ok(format!("{}; margin {margin}", costs.join(", ")))
 }
